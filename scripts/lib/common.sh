@@ -1,0 +1,99 @@
+# Shared helpers for scripts/test and scripts/dev. Source it; do not run it.
+#
+# Everything here works on a fresh Debian machine as root or as a normal user
+# (with sudo for package installs), installs only what is missing, and never
+# touches anything outside the repository and the temp directories it makes.
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+# Installs the Debian packages the build and tests need, if any is missing.
+# Postgres for the database, cmake/pkg-config/libssl-dev/zlib for librdkafka.
+ensure_packages() {
+    local wanted=(postgresql cmake pkg-config libssl-dev zlib1g-dev build-essential curl ca-certificates)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# Makes sure cargo with rustfmt and clippy is available.
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup) first"
+    if command -v rustup >/dev/null 2>&1; then
+        for component in rustfmt clippy; do
+            rustup component list --installed 2>/dev/null | grep -q "^$component" \
+                || rustup component add "$component" >/dev/null 2>&1 || true
+        done
+    fi
+}
+
+# The newest installed Postgres server's bin directory.
+postgres_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] || die "Postgres server binaries not found under /usr/lib/postgresql"
+    printf '%s' "$dir"
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$(( (RANDOM % 20000) + 30000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            printf '%s' "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# Runs a Postgres server command as the user that owns the data directory:
+# initdb refuses to run as root, so root delegates to the `postgres` user.
+pg_as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_init DIR: creates a cluster in DIR/data (trust auth on loopback only).
+pg_init() {
+    local dir=$1 bin
+    bin=$(postgres_bin)
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+    pg_as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+}
+
+# pg_start DIR PORT [durable]: starts the cluster on 127.0.0.1:PORT with its
+# socket in DIR. Without "durable", fsync is off (throwaway test data).
+pg_start() {
+    local dir=$1 port=$2 durable=${3:-} bin opts
+    bin=$(postgres_bin)
+    opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300"
+    [ "$durable" = durable ] || opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 -o "$opts" start >/dev/null \
+        || { cat "$dir/postgres.log" >&2; die "Postgres did not start"; }
+}
+
+# pg_stop DIR [mode]: stops the cluster if it runs.
+pg_stop() {
+    local dir=$1 mode=${2:-fast} bin
+    bin=$(postgres_bin)
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w stop >/dev/null 2>&1 || true
+}

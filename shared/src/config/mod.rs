@@ -1,0 +1,932 @@
+//! Settings read once from the environment at start (DESIGN §4).
+//!
+//! Every function and `local` call [`Settings::from_env`] exactly once. Loading
+//! never stops at the first problem: it collects every missing or invalid
+//! variable into one [`LoadSettingsError`], so an operator fixes a broken
+//! deployment in one round instead of one variable per restart.
+//!
+//! Secrets are [`SecretString`]s: their `Debug` output is redacted and they
+//! have no `Display`, so they cannot end up in logs, errors or `/metrics` by
+//! accident. Outside `SERVICE_ENV=dev`, a secret that is empty or still a
+//! placeholder (`__REPLACE_WITH_…__`, `changeme`) refuses to start.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing_subscriber::EnvFilter;
+
+/// Name of the topic that carries run events when nothing overrides it.
+pub const DEFAULT_RUN_EVENTS_TOPIC: &str = "coffeebuddy.run-events.v1";
+
+/// What a binary tells the loader about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceIdentity {
+    /// Default for `SERVICE_NAME`: the crate name of the binary.
+    pub name: &'static str,
+    /// Default for `SERVICE_VERSION`: the crate version of the binary.
+    pub version: &'static str,
+    /// Whether the Ory settings are mandatory (the admin function verifies
+    /// operator JWTs and cannot run without them).
+    pub requires_ory: bool,
+}
+
+/// The deployment stage. Only `dev` tolerates placeholder secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// A developer's machine: placeholder secrets are allowed.
+    Dev,
+    /// Automated test environments.
+    Test,
+    /// Production.
+    Prod,
+}
+
+impl Environment {
+    /// The lowercase name used in `SERVICE_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Test => "test",
+            Self::Prod => "prod",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "dev" => Ok(Self::Dev),
+            "test" => Ok(Self::Test),
+            "prod" => Ok(Self::Prod),
+            _ => Err("expected one of dev, test, prod".to_owned()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for the cluster's log collector.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            _ => Err("expected json or pretty".to_owned()),
+        }
+    }
+}
+
+/// Who this process is.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// `SERVICE_NAME`: reported in logs, metrics and CloudEvent sources.
+    pub name: String,
+    /// `SERVICE_ENV`: decides whether placeholder secrets are tolerated.
+    pub env: Environment,
+    /// `SERVICE_VERSION`: reported by readiness and `coffeebuddy_build_info`.
+    pub version: String,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `LOG_LEVEL`: an `EnvFilter` directive such as `info` or
+    /// `info,sqlx=warn`; validated at load so a typo fails fast.
+    pub level: String,
+    /// `LOG_FORMAT`.
+    pub format: LogFormat,
+}
+
+/// Slack credentials and the Web API location.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// `SLACK_SIGNING_SECRET`: verifies that requests come from Slack.
+    pub signing_secret: SecretString,
+    /// `SLACK_BOT_TOKEN`: authorises our Web API calls.
+    pub bot_token: SecretString,
+    /// `SLACK_API_BASE_URL` without a trailing slash; tests point it at the
+    /// recording fake.
+    pub api_base_url: String,
+}
+
+/// Postgres connection settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: a secret, since it usually carries a password.
+    pub url: SecretString,
+    /// `DATABASE_POOL_MIN`: connections kept open while idle (0 suits
+    /// scale-to-zero functions).
+    pub pool_min: u32,
+    /// `DATABASE_POOL_MAX`: upper bound per process; mind Postgres'
+    /// `max_connections` times the number of replicas.
+    pub pool_max: u32,
+}
+
+/// `KAFKA_SECURITY_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaSecurityProtocol {
+    /// No TLS, no authentication.
+    Plaintext,
+    /// TLS without SASL.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    /// The librdkafka spelling (`security.protocol`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether SASL credentials are needed.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+impl FromStr for KafkaSecurityProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "plaintext" => Ok(Self::Plaintext),
+            "ssl" => Ok(Self::Ssl),
+            "sasl_plaintext" => Ok(Self::SaslPlaintext),
+            "sasl_ssl" => Ok(Self::SaslSsl),
+            _ => Err("expected plaintext, ssl, sasl_plaintext or sasl_ssl".to_owned()),
+        }
+    }
+}
+
+/// `KAFKA_SASL_MECHANISM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaSaslMechanism {
+    /// `PLAIN`.
+    Plain,
+    /// `SCRAM-SHA-256`.
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    ScramSha512,
+}
+
+impl KafkaSaslMechanism {
+    /// The librdkafka spelling (`sasl.mechanism`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl FromStr for KafkaSaslMechanism {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAIN" => Ok(Self::Plain),
+            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
+            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            _ => Err("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".to_owned()),
+        }
+    }
+}
+
+/// SASL credentials, present only for the `sasl_*` protocols.
+#[derive(Debug, Clone)]
+pub struct KafkaSasl {
+    /// `KAFKA_SASL_MECHANISM`.
+    pub mechanism: KafkaSaslMechanism,
+    /// `KAFKA_SASL_USERNAME`.
+    pub username: String,
+    /// `KAFKA_SASL_PASSWORD`.
+    pub password: SecretString,
+}
+
+/// Kafka settings; absent when `KAFKA_BROKERS` is unset.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BROKERS`: comma-separated `host:port` list.
+    pub brokers: String,
+    /// `KAFKA_CLIENT_ID`: defaults to the service name so broker logs say
+    /// which function connected.
+    pub client_id: String,
+    /// `KAFKA_SECURITY_PROTOCOL`.
+    pub security_protocol: KafkaSecurityProtocol,
+    /// SASL credentials when the protocol needs them.
+    pub sasl: Option<KafkaSasl>,
+    /// `KAFKA_TOPIC_RUN_EVENTS`.
+    pub topic_run_events: String,
+}
+
+/// Vault settings; absent when `VAULT_ADDR` is unset (secrets then come from
+/// the environment).
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// `VAULT_ADDR`.
+    pub addr: String,
+    /// `VAULT_ROLE`: the Kubernetes-auth role bound to our ServiceAccount.
+    pub role: String,
+    /// `VAULT_AUTH_PATH`: mount of the Kubernetes auth method.
+    pub auth_path: String,
+    /// `VAULT_TOKEN_PATH`: the projected ServiceAccount token.
+    pub token_path: PathBuf,
+    /// `VAULT_KV_MOUNT`: the KV v2 mount.
+    pub kv_mount: String,
+    /// `VAULT_SECRET_PATH`: the secret holding the Slack credentials.
+    pub secret_path: String,
+}
+
+/// Ory settings for the operators' admin API.
+#[derive(Debug, Clone)]
+pub struct OrySettings {
+    /// `ORY_ISSUER_URL`: the exact `iss` a token must carry.
+    pub issuer_url: String,
+    /// `ORY_AUDIENCE`: a value the token's `aud` must contain.
+    pub audience: String,
+    /// `ORY_JWKS_URL`: where the signing keys are published.
+    pub jwks_url: String,
+}
+
+/// Configuration given to channels the first time CoffeeBuddy sees them.
+#[derive(Debug, Clone)]
+pub struct ChannelDefaults {
+    /// `CHANNEL_DEFAULT_REMINDER_MINUTES` (0–60).
+    pub reminder_offset_minutes: i32,
+    /// `CHANNEL_DEFAULT_RETENTION_DAYS` (1–3650).
+    pub retention_days: i32,
+    /// `CHANNEL_DEFAULT_TIMEZONE`: an IANA name.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// Everything a CoffeeBuddy process is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PORT`: listen port (0 binds an ephemeral port, useful in tests).
+    pub port: u16,
+    /// Identity.
+    pub service: ServiceSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Slack.
+    pub slack: SlackSettings,
+    /// Postgres.
+    pub database: DatabaseSettings,
+    /// Kafka, when configured.
+    pub kafka: Option<KafkaSettings>,
+    /// Vault, when configured.
+    pub vault: Option<VaultSettings>,
+    /// Ory, when configured (always for the admin function).
+    pub ory: Option<OrySettings>,
+    /// Defaults for new channels.
+    pub channel_defaults: ChannelDefaults,
+    /// `METRICS_PATH`.
+    pub metrics_path: String,
+    /// `TICK_SECONDS`: period of `local`'s built-in ping ticker.
+    pub tick_seconds: u64,
+}
+
+/// One thing wrong with one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong with it (never its value, which may be a secret).
+    pub reason: String,
+}
+
+/// Every problem found while loading [`Settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadSettingsError {
+    /// All problems, in the order the variables are documented.
+    pub problems: Vec<SettingProblem>,
+}
+
+impl LoadSettingsError {
+    /// The names of the offending variables.
+    pub fn vars(&self) -> Vec<&'static str> {
+        self.problems.iter().map(|p| p.var).collect()
+    }
+}
+
+impl fmt::Display for LoadSettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.problems.len())?;
+        if self.problems.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}", p.var, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadSettingsError {}
+
+/// Whether a secret value is a template left unreplaced.
+fn is_placeholder(value: &str) -> bool {
+    let v = value.trim();
+    let lower = v.to_ascii_lowercase();
+    v.is_empty()
+        || v.contains("__REPLACE_WITH")
+        || matches!(lower.as_str(), "changeme" | "change-me" | "change_me")
+}
+
+/// Reads variables through `lookup` and records problems as it goes.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<SettingProblem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, var: &'static str, reason: impl Into<String>) {
+        self.problems.push(SettingProblem {
+            var,
+            reason: reason.into(),
+        });
+    }
+
+    /// The value, with blank values treated as unset (Kubernetes ConfigMaps
+    /// often carry empty keys).
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&mut self, var: &'static str) -> Option<String> {
+        let value = self.raw(var);
+        if value.is_none() {
+            self.problem(var, "is required but not set");
+        }
+        value
+    }
+
+    fn parsed<T: FromStr>(&mut self, var: &'static str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(var) {
+            None => default,
+            Some(v) => match v.trim().parse() {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.problem(var, format!("invalid: {e}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn bounded(&mut self, var: &'static str, default: i64, min: i64, max: i64) -> i64 {
+        let value: i64 = self.parsed(var, default);
+        if !(min..=max).contains(&value) {
+            self.problem(var, format!("must be between {min} and {max}"));
+            return default;
+        }
+        value
+    }
+
+    fn url(&mut self, var: &'static str, value: String) -> String {
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            self.problem(var, "must be an http:// or https:// URL");
+        }
+        value.trim_end_matches('/').to_owned()
+    }
+
+    fn secret(&mut self, var: &'static str, env: Option<Environment>) -> Option<SecretString> {
+        let value = self.required(var)?;
+        // An unknown SERVICE_ENV is already a problem; judge secrets strictly then.
+        if env != Some(Environment::Dev) && is_placeholder(&value) {
+            self.problem(
+                var,
+                "is a placeholder; set the real secret (placeholders are accepted only with SERVICE_ENV=dev)",
+            );
+        }
+        Some(SecretString::from(value))
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn from_env(identity: ServiceIdentity) -> Result<Self, LoadSettingsError> {
+        Self::from_lookup(identity, &|name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from any variable source; tests pass a map instead of
+    /// mutating the process environment.
+    pub fn from_lookup(
+        identity: ServiceIdentity,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, LoadSettingsError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let port = r.bounded("PORT", 8080, 0, i64::from(u16::MAX)) as u16;
+        let name = r
+            .raw("SERVICE_NAME")
+            .unwrap_or_else(|| identity.name.to_owned());
+        let env = match r.raw("SERVICE_ENV") {
+            None => Some(Environment::Dev),
+            Some(v) => match v.parse() {
+                Ok(env) => Some(env),
+                Err(e) => {
+                    r.problem("SERVICE_ENV", format!("invalid: {e}"));
+                    None
+                }
+            },
+        };
+        let version = r
+            .raw("SERVICE_VERSION")
+            .unwrap_or_else(|| identity.version.to_owned());
+
+        let level = r.raw("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = EnvFilter::try_new(&level) {
+            r.problem("LOG_LEVEL", format!("invalid filter directive: {e}"));
+        }
+        let format = r.parsed("LOG_FORMAT", LogFormat::Json);
+
+        let signing_secret = r.secret("SLACK_SIGNING_SECRET", env);
+        let bot_token = r.secret("SLACK_BOT_TOKEN", env);
+        let api_base_url = match r.raw("SLACK_API_BASE_URL") {
+            Some(v) => r.url("SLACK_API_BASE_URL", v),
+            None => "https://slack.com/api".to_owned(),
+        };
+
+        let database_url = r.secret("DATABASE_URL", env);
+        if let Some(url) = &database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                r.problem("DATABASE_URL", "must be a postgres:// URL");
+            }
+        }
+        let pool_min = r.bounded("DATABASE_POOL_MIN", 0, 0, 1000) as u32;
+        let pool_max = r.bounded("DATABASE_POOL_MAX", 10, 1, 1000) as u32;
+        if pool_min > pool_max {
+            r.problem("DATABASE_POOL_MIN", "must not exceed DATABASE_POOL_MAX");
+        }
+
+        let kafka = Self::kafka(&mut r, &name, env);
+        let vault = Self::vault(&mut r);
+        let ory = Self::ory(&mut r, identity.requires_ory);
+
+        let reminder_offset_minutes =
+            r.bounded("CHANNEL_DEFAULT_REMINDER_MINUTES", 5, 0, 60) as i32;
+        let retention_days = r.bounded("CHANNEL_DEFAULT_RETENTION_DAYS", 90, 1, 3650) as i32;
+        let timezone = r.parsed("CHANNEL_DEFAULT_TIMEZONE", chrono_tz::UTC);
+
+        let metrics_path = r
+            .raw("METRICS_PATH")
+            .unwrap_or_else(|| "/metrics".to_owned());
+        if !metrics_path.starts_with('/')
+            || metrics_path.starts_with("/health/")
+            || metrics_path == "/"
+        {
+            r.problem(
+                "METRICS_PATH",
+                "must start with '/' and not be '/' or under /health/",
+            );
+        }
+        let tick_seconds = r.bounded("TICK_SECONDS", 60, 1, 3600) as u64;
+
+        match (env, signing_secret, bot_token, database_url) {
+            (Some(env), Some(signing_secret), Some(bot_token), Some(url))
+                if r.problems.is_empty() =>
+            {
+                Ok(Self {
+                    port,
+                    service: ServiceSettings { name, env, version },
+                    log: LogSettings { level, format },
+                    slack: SlackSettings {
+                        signing_secret,
+                        bot_token,
+                        api_base_url,
+                    },
+                    database: DatabaseSettings {
+                        url,
+                        pool_min,
+                        pool_max,
+                    },
+                    kafka,
+                    vault,
+                    ory,
+                    channel_defaults: ChannelDefaults {
+                        reminder_offset_minutes,
+                        retention_days,
+                        timezone,
+                    },
+                    metrics_path,
+                    tick_seconds,
+                })
+            }
+            _ => Err(LoadSettingsError {
+                problems: r.problems,
+            }),
+        }
+    }
+
+    fn kafka(
+        r: &mut Reader<'_>,
+        service_name: &str,
+        env: Option<Environment>,
+    ) -> Option<KafkaSettings> {
+        let brokers = r.raw("KAFKA_BROKERS")?;
+        let client_id = r
+            .raw("KAFKA_CLIENT_ID")
+            .unwrap_or_else(|| service_name.to_owned());
+        let security_protocol =
+            r.parsed("KAFKA_SECURITY_PROTOCOL", KafkaSecurityProtocol::Plaintext);
+        let sasl = if security_protocol.uses_sasl() {
+            let mechanism = match r.raw("KAFKA_SASL_MECHANISM") {
+                Some(m) => match m.parse() {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        r.problem("KAFKA_SASL_MECHANISM", format!("invalid: {e}"));
+                        None
+                    }
+                },
+                None => {
+                    r.problem(
+                        "KAFKA_SASL_MECHANISM",
+                        "is required when KAFKA_SECURITY_PROTOCOL uses SASL",
+                    );
+                    None
+                }
+            };
+            let username = r.required("KAFKA_SASL_USERNAME");
+            let password = r.secret("KAFKA_SASL_PASSWORD", env);
+            match (mechanism, username, password) {
+                (Some(mechanism), Some(username), Some(password)) => Some(KafkaSasl {
+                    mechanism,
+                    username,
+                    password,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let topic_run_events = r
+            .raw("KAFKA_TOPIC_RUN_EVENTS")
+            .unwrap_or_else(|| DEFAULT_RUN_EVENTS_TOPIC.to_owned());
+        Some(KafkaSettings {
+            brokers,
+            client_id,
+            security_protocol,
+            sasl,
+            topic_run_events,
+        })
+    }
+
+    fn vault(r: &mut Reader<'_>) -> Option<VaultSettings> {
+        let addr = r.raw("VAULT_ADDR")?;
+        let addr = r.url("VAULT_ADDR", addr);
+        let role = r.required("VAULT_ROLE").unwrap_or_default();
+        Some(VaultSettings {
+            addr,
+            role,
+            auth_path: r
+                .raw("VAULT_AUTH_PATH")
+                .unwrap_or_else(|| "kubernetes".to_owned()),
+            token_path: r
+                .raw("VAULT_TOKEN_PATH")
+                .unwrap_or_else(|| "/var/run/secrets/kubernetes.io/serviceaccount/token".to_owned())
+                .into(),
+            kv_mount: r
+                .raw("VAULT_KV_MOUNT")
+                .unwrap_or_else(|| "secret".to_owned()),
+            secret_path: r
+                .raw("VAULT_SECRET_PATH")
+                .unwrap_or_else(|| "coffeebuddy".to_owned()),
+        })
+    }
+
+    fn ory(r: &mut Reader<'_>, required: bool) -> Option<OrySettings> {
+        const VARS: [&str; 3] = ["ORY_ISSUER_URL", "ORY_AUDIENCE", "ORY_JWKS_URL"];
+        let any_set = VARS.iter().any(|v| r.raw(v).is_some());
+        if !required && !any_set {
+            return None;
+        }
+        // Either all three or, for functions that do not need Ory, none: a
+        // half-configured verifier would be a silent security hole.
+        let issuer_url = r
+            .required("ORY_ISSUER_URL")
+            .map(|v| r.url("ORY_ISSUER_URL", v));
+        let audience = r.required("ORY_AUDIENCE");
+        let jwks_url = r.required("ORY_JWKS_URL").map(|v| r.url("ORY_JWKS_URL", v));
+        Some(OrySettings {
+            issuer_url: issuer_url?,
+            audience: audience?,
+            jwks_url: jwks_url?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const IDENTITY: ServiceIdentity = ServiceIdentity {
+        name: "slash-command",
+        version: "1.2.3",
+        requires_ory: false,
+    };
+
+    fn load(
+        vars: &[(&str, &str)],
+        identity: ServiceIdentity,
+    ) -> Result<Settings, LoadSettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(identity, &move |name| map.get(name).cloned())
+    }
+
+    const MINIMAL: [(&str, &str); 3] = [
+        ("SLACK_SIGNING_SECRET", "s3cr3t-signing"),
+        ("SLACK_BOT_TOKEN", "xoxb-real-token"),
+        ("DATABASE_URL", "postgres://cb:pw@db/coffeebuddy"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut vars = MINIMAL.to_vec();
+        vars.extend_from_slice(extra);
+        vars
+    }
+
+    #[test]
+    fn an_empty_environment_names_every_required_variable_at_once() {
+        let err = load(&[], IDENTITY).unwrap_err();
+        assert_eq!(
+            err.vars(),
+            ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"]
+        );
+        let text = err.to_string();
+        assert!(text.contains("3 problems"), "{text}");
+    }
+
+    #[test]
+    fn the_admin_function_also_requires_every_ory_variable() {
+        let admin = ServiceIdentity {
+            requires_ory: true,
+            ..IDENTITY
+        };
+        let err = load(&[], admin).unwrap_err();
+        assert_eq!(
+            err.vars(),
+            [
+                "SLACK_SIGNING_SECRET",
+                "SLACK_BOT_TOKEN",
+                "DATABASE_URL",
+                "ORY_ISSUER_URL",
+                "ORY_AUDIENCE",
+                "ORY_JWKS_URL"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_minimal_environment_gets_the_documented_defaults() {
+        let s = load(&MINIMAL, IDENTITY).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.service.name, "slash-command");
+        assert_eq!(s.service.version, "1.2.3");
+        assert_eq!(s.service.env, Environment::Dev);
+        assert_eq!(s.log.level, "info");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.slack.api_base_url, "https://slack.com/api");
+        assert_eq!((s.database.pool_min, s.database.pool_max), (0, 10));
+        assert!(s.kafka.is_none() && s.vault.is_none() && s.ory.is_none());
+        assert_eq!(s.channel_defaults.reminder_offset_minutes, 5);
+        assert_eq!(s.channel_defaults.retention_days, 90);
+        assert_eq!(s.channel_defaults.timezone, chrono_tz::UTC);
+        assert_eq!(s.metrics_path, "/metrics");
+        assert_eq!(s.tick_seconds, 60);
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_refused_outside_dev() {
+        for env in ["prod", "test"] {
+            let err = load(
+                &[
+                    ("SERVICE_ENV", env),
+                    ("SLACK_SIGNING_SECRET", "__REPLACE_WITH_SIGNING_SECRET__"),
+                    ("SLACK_BOT_TOKEN", "changeme"),
+                    (
+                        "DATABASE_URL",
+                        "postgres://cb:__REPLACE_WITH_DB_PASSWORD__@db/cb",
+                    ),
+                ],
+                IDENTITY,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err.vars(),
+                ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"],
+                "{env}"
+            );
+            assert!(err.to_string().contains("placeholder"));
+        }
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_accepted_in_dev() {
+        let s = load(
+            &[
+                ("SERVICE_ENV", "dev"),
+                ("SLACK_SIGNING_SECRET", "__REPLACE_WITH_SIGNING_SECRET__"),
+                ("SLACK_BOT_TOKEN", "__REPLACE_WITH_BOT_TOKEN__"),
+                ("DATABASE_URL", "postgres://localhost/cb"),
+            ],
+            IDENTITY,
+        );
+        assert!(s.is_ok());
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output_or_errors() {
+        let s = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k:9092"),
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("KAFKA_SASL_USERNAME", "cb"),
+                ("KAFKA_SASL_PASSWORD", "kafka-pass-xyz"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in [
+            "s3cr3t-signing",
+            "xoxb-real-token",
+            "cb:pw",
+            "kafka-pass-xyz",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+        }
+
+        let err = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("SLACK_SIGNING_SECRET", "__REPLACE_WITH_x__"),
+                ("SLACK_BOT_TOKEN", "xoxb-real-token"),
+                ("DATABASE_URL", "mysql://cb:pw@db"),
+            ],
+            IDENTITY,
+        )
+        .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains("xoxb-real-token") && !text.contains("cb:pw"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_together() {
+        let err = load(
+            &with(&[
+                ("PORT", "eighty"),
+                ("SERVICE_ENV", "staging"),
+                ("LOG_LEVEL", "info,[[["),
+                ("LOG_FORMAT", "xml"),
+                ("SLACK_API_BASE_URL", "slack.com/api"),
+                ("DATABASE_POOL_MIN", "20"),
+                ("DATABASE_POOL_MAX", "5"),
+                ("CHANNEL_DEFAULT_REMINDER_MINUTES", "61"),
+                ("CHANNEL_DEFAULT_RETENTION_DAYS", "0"),
+                ("CHANNEL_DEFAULT_TIMEZONE", "Mars/Olympus"),
+                ("METRICS_PATH", "metrics"),
+                ("TICK_SECONDS", "0"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.vars(),
+            [
+                "PORT",
+                "SERVICE_ENV",
+                "LOG_LEVEL",
+                "LOG_FORMAT",
+                "SLACK_API_BASE_URL",
+                "DATABASE_POOL_MIN",
+                "CHANNEL_DEFAULT_REMINDER_MINUTES",
+                "CHANNEL_DEFAULT_RETENTION_DAYS",
+                "CHANNEL_DEFAULT_TIMEZONE",
+                "METRICS_PATH",
+                "TICK_SECONDS"
+            ]
+        );
+    }
+
+    #[test]
+    fn kafka_with_sasl_needs_mechanism_and_credentials() {
+        let err = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k1:9092,k2:9092"),
+                ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.vars(),
+            [
+                "KAFKA_SASL_MECHANISM",
+                "KAFKA_SASL_USERNAME",
+                "KAFKA_SASL_PASSWORD"
+            ]
+        );
+    }
+
+    #[test]
+    fn kafka_defaults_to_plaintext_the_service_name_and_the_run_events_topic() {
+        let s = load(&with(&[("KAFKA_BROKERS", "127.0.0.1:9092")]), IDENTITY).unwrap();
+        let k = s.kafka.unwrap();
+        assert_eq!(k.client_id, "slash-command");
+        assert_eq!(k.security_protocol, KafkaSecurityProtocol::Plaintext);
+        assert!(k.sasl.is_none());
+        assert_eq!(k.topic_run_events, DEFAULT_RUN_EVENTS_TOPIC);
+    }
+
+    #[test]
+    fn half_an_ory_configuration_is_refused_even_where_ory_is_optional() {
+        let err = load(
+            &with(&[("ORY_ISSUER_URL", "https://ory.internal")]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(err.vars(), ["ORY_AUDIENCE", "ORY_JWKS_URL"]);
+    }
+
+    #[test]
+    fn vault_needs_a_role_and_fills_in_kubernetes_defaults() {
+        let err = load(&with(&[("VAULT_ADDR", "https://vault:8200")]), IDENTITY).unwrap_err();
+        assert_eq!(err.vars(), ["VAULT_ROLE"]);
+
+        let s = load(
+            &with(&[
+                ("VAULT_ADDR", "https://vault:8200/"),
+                ("VAULT_ROLE", "coffeebuddy"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap();
+        let v = s.vault.unwrap();
+        assert_eq!(v.addr, "https://vault:8200");
+        assert_eq!(v.auth_path, "kubernetes");
+        assert_eq!(v.kv_mount, "secret");
+        assert_eq!(v.secret_path, "coffeebuddy");
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let s = load(&with(&[("PORT", ""), ("KAFKA_BROKERS", "  ")]), IDENTITY).unwrap();
+        assert_eq!(s.port, 8080);
+        assert!(s.kafka.is_none());
+    }
+
+    #[test]
+    fn channel_defaults_and_ports_within_bounds_are_taken() {
+        let s = load(
+            &with(&[
+                ("PORT", "0"),
+                ("CHANNEL_DEFAULT_REMINDER_MINUTES", "0"),
+                ("CHANNEL_DEFAULT_RETENTION_DAYS", "3650"),
+                ("CHANNEL_DEFAULT_TIMEZONE", "Europe/Berlin"),
+                ("SLACK_API_BASE_URL", "http://127.0.0.1:9999/api/"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap();
+        assert_eq!(s.port, 0);
+        assert_eq!(s.channel_defaults.reminder_offset_minutes, 0);
+        assert_eq!(s.channel_defaults.retention_days, 3650);
+        assert_eq!(s.channel_defaults.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(s.slack.api_base_url, "http://127.0.0.1:9999/api");
+    }
+}

@@ -1,0 +1,17 @@
+//! `coffeebuddy-shared`: everything the CoffeeBuddy functions share.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment, validated once at start.
+//! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`runtime`]: the process shell (`run`), health, metrics, correlation
+//!   ids, graceful shutdown.
+//! - [`db`]: the Postgres pool, the migrations and the readiness probe.
+//! - [`slack`]: request signature verification.
+//! - [`clock`]: time as an injectable dependency.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod runtime;
+pub mod slack;
+pub mod telemetry;

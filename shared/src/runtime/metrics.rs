@@ -1,0 +1,69 @@
+//! Prometheus metrics, rendered on our own `METRICS_PATH` route.
+//!
+//! The recorder is process-global (the `metrics` facade allows one), so it
+//! is installed once and its handle reused; in tests several apps in one
+//! process then share it, which is harmless because every series carries
+//! labels that tell them apart.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram of HTTP request durations, labelled `route`, `method`, `status`.
+pub const HTTP_REQUEST_DURATION: &str = "coffeebuddy_http_request_duration_seconds";
+/// Gauge set to 1, labelled with the service name and version.
+pub const BUILD_INFO: &str = "coffeebuddy_build_info";
+
+/// Latency buckets in seconds: fine-grained below Slack's 3 s deadline,
+/// coarse above it.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus handle, installing the recorder on first use.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .expect("static, non-empty buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Only fails if another recorder was installed first, e.g. by a
+            // test harness; our handle then renders nothing but the process
+            // keeps working, which is the right trade for an observability aid.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            metrics::describe_histogram!(
+                HTTP_REQUEST_DURATION,
+                metrics::Unit::Seconds,
+                "HTTP request latency by route, method and status"
+            );
+            metrics::describe_gauge!(BUILD_INFO, "Always 1; labels carry the build identity");
+            handle
+        })
+        .clone()
+}
+
+/// Records the build identity gauge.
+pub fn record_build_info(service: &str, version: &str) {
+    metrics::gauge!(BUILD_INFO, "service" => service.to_owned(), "version" => version.to_owned())
+        .set(1.0);
+}
+
+/// `GET $METRICS_PATH`.
+pub(crate) async fn render(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+}

@@ -1,0 +1,223 @@
+//! The process shell every function shares: one [`run`] call from `main`
+//! loads settings, sets up logging and metrics, connects and migrates the
+//! database, serves the function's router next to `/health/live`,
+//! `/health/ready` and `METRICS_PATH`, and drains in-flight requests on
+//! SIGTERM (Knative's way of stopping a pod) or Ctrl-C.
+//!
+//! [`app`] and [`serve`] are separate from [`run`] so tests can build the
+//! exact production router around any inner router and drive it over a real
+//! socket with an injected shutdown signal.
+
+pub mod health;
+pub mod metrics;
+pub mod observe;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{ServiceIdentity, Settings};
+use crate::db;
+pub use health::{Criticality, Probe, Readiness};
+
+/// Largest request body accepted on any route. Slack payloads are a few KiB;
+/// a modal submission with every block is well under this.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a starting function waits for Postgres before giving up (and
+/// letting Kubernetes restart it).
+pub const DATABASE_START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What a function hands to the runtime: its routes and extra probes.
+#[derive(Debug)]
+pub struct Service {
+    /// The function's own routes (Slack paths, `POST /` for CloudEvents…).
+    pub router: Router,
+    /// Readiness probes beyond the database one the runtime always adds.
+    pub probes: Vec<Probe>,
+}
+
+impl Service {
+    /// A service with only the runtime's probes.
+    pub fn new(router: Router) -> Self {
+        Self {
+            router,
+            probes: Vec::new(),
+        }
+    }
+
+    /// Adds a readiness probe.
+    pub fn with_probe(mut self, probe: Probe) -> Self {
+        self.probes.push(probe);
+        self
+    }
+}
+
+/// What the runtime gives a function to build itself from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// The Postgres pool (migrations already applied).
+    pub db: PgPool,
+    /// The clock; the system clock in production.
+    pub clock: SharedClock,
+}
+
+/// Wraps `router` with the platform routes and middleware: health, metrics,
+/// correlation ids, access logs, the latency histogram and the body limit.
+pub fn app(router: Router, readiness: Readiness, metrics_path: &str) -> Router {
+    let platform = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .with_state(Arc::new(readiness))
+        .merge(
+            Router::new()
+                .route(metrics_path, get(metrics::render))
+                .with_state(metrics::handle()),
+        );
+    let metrics_path: Arc<str> = Arc::from(metrics_path);
+    router
+        .merge(platform)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            observe::observe(Arc::clone(&metrics_path), req, next)
+        }))
+}
+
+/// The production router for `service`: its routes plus the platform
+/// routes, with the database probe first among its readiness probes.
+pub fn assemble(ctx: &Context, service: Service) -> Router {
+    let readiness = Readiness::new(ctx.settings.service.version.clone())
+        .with_probe(db::probe(ctx.db.clone()))
+        .with_probes(service.probes);
+    app(service.router, readiness, &ctx.settings.metrics_path)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
+/// and waits for in-flight requests to finish.
+pub async fn serve<S>(listener: TcpListener, app: Router, shutdown: S) -> std::io::Result<()>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; draining in-flight requests"),
+        () = terminate => tracing::info!("SIGTERM received; draining in-flight requests"),
+    }
+}
+
+/// The whole life of a function process; `main` returns its exit code.
+pub async fn run<F>(identity: ServiceIdentity, build: F) -> ExitCode
+where
+    F: FnOnce(Context) -> anyhow::Result<Service>,
+{
+    let settings = match Settings::from_env(identity) {
+        Ok(settings) => settings,
+        Err(e) => {
+            // Logging is configured by these very settings, so a broken
+            // configuration is reported as plain text on stderr.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{}: {e}", identity.name);
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = crate::telemetry::init(&settings.log) {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{}: cannot install the log subscriber: {e}", identity.name);
+        }
+        return ExitCode::FAILURE;
+    }
+    match start(settings, build).await {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start<F>(settings: Settings, build: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Context) -> anyhow::Result<Service>,
+{
+    let settings = Arc::new(settings);
+    tracing::info!(
+        service = %settings.service.name,
+        version = %settings.service.version,
+        env = settings.service.env.as_str(),
+        "starting"
+    );
+    if settings.vault.is_some() {
+        // Refuse rather than silently ignore VAULT_*: an operator who set
+        // them expects the secrets to come from Vault.
+        anyhow::bail!(
+            "VAULT_ADDR is set, but reading secrets from Vault is not available in this build; \
+             unset VAULT_* and provide SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN from a Kubernetes Secret"
+        );
+    }
+    metrics::handle();
+    metrics::record_build_info(&settings.service.name, &settings.service.version);
+
+    let pool = db::pool(&settings.database).context("invalid DATABASE_URL")?;
+    db::migrate_on_start(&pool, DATABASE_START_DEADLINE).await?;
+
+    let ctx = Context {
+        settings: Arc::clone(&settings),
+        db: pool.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let service = build(ctx.clone()).context("cannot build the service")?;
+    let app = assemble(&ctx, service);
+
+    let addr = SocketAddr::from(([0, 0, 0, 0], settings.port));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("no local address")?;
+    tracing::info!(addr = %local, "listening");
+    serve(listener, app, shutdown_signal())
+        .await
+        .context("server error")?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the production router over real HTTP, against a real
+//! Postgres (one fresh database per test, created by `#[sqlx::test]` from
+//! `DATABASE_URL`, which `scripts/test` points at a throwaway server).
+
+// Each module is one capability, tested the way a user or operator meets it.
+mod correlation; // correlation ids in responses and log lines
+mod health; // liveness and readiness, including a database outage
+mod helpers;
+mod metrics; // the Prometheus endpoint
+mod migrations; // the schema and its constraints
+mod shutdown; // draining in-flight requests
+mod signature; // Slack request signing on a real route

@@ -1,0 +1,74 @@
+//! `/metrics`: the request histogram, the build info, and no secrets.
+
+use coffeebuddy_shared::runtime::metrics::record_build_info;
+use coffeebuddy_test_support::{BOT_TOKEN, SIGNING_SECRET};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::helpers::{spawn_local, url_for};
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn the_latency_histogram_counts_requests_by_route_and_secrets_never_show(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    // Arrange
+    let pool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let db_url = url_for(&opts);
+    let (app, ctx) = spawn_local(pool, &db_url, &[("METRICS_PATH", "/internal/metrics")]).await;
+    record_build_info(&ctx.settings.service.name, &ctx.settings.service.version);
+    let client = reqwest::Client::new();
+
+    // Act
+    for _ in 0..3 {
+        client.get(app.url("/health/live")).send().await.unwrap();
+    }
+    client
+        .get(app.url("/no/such/route?token=xoxb-leak"))
+        .send()
+        .await
+        .unwrap();
+    let response = client
+        .get(app.url("/internal/metrics"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    let live_count = text
+        .lines()
+        .find(|l| {
+            l.starts_with("coffeebuddy_http_request_duration_seconds_count")
+                && l.contains(r#"route="/health/live""#)
+                && l.contains(r#"method="GET""#)
+                && l.contains(r#"status="200""#)
+        })
+        .unwrap_or_else(|| panic!("no histogram series for /health/live in:\n{text}"));
+    assert!(live_count.ends_with(" 3"), "{live_count}");
+    assert!(
+        text.contains("coffeebuddy_http_request_duration_seconds_bucket"),
+        "a histogram, not a summary"
+    );
+    assert!(
+        text.contains(r#"route="unmatched""#),
+        "unknown paths share one label"
+    );
+    assert!(
+        text.contains(
+            r#"coffeebuddy_build_info{service="coffeebuddy-test",version="0.0.0-test"} 1"#
+        )
+    );
+    for secret in [SIGNING_SECRET, BOT_TOKEN, "xoxb-leak", db_url.as_str()] {
+        assert!(!text.contains(secret), "{secret} leaked into /metrics");
+    }
+}
