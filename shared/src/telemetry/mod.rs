@@ -29,7 +29,12 @@ where
                 .flatten_event(true)
                 .finish(),
         ),
-        LogFormat::Pretty => Box::new(builder.finish()),
+        // Colour only for a person at a terminal, never into a log file.
+        LogFormat::Pretty => Box::new(
+            builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .finish(),
+        ),
     }
 }
 
