@@ -8,10 +8,12 @@
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
 //! - [`slack`]: request signature verification.
 //! - [`clock`]: time as an injectable dependency.
+//! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
 
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod runtime;
 pub mod slack;
 pub mod telemetry;

@@ -114,3 +114,37 @@ async fn only_correctly_signed_fresh_requests_reach_the_handler() {
     assert_eq!(replay.status(), 401);
     assert_eq!(handled.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_it_reaches_a_handler() {
+    // Arrange
+    let handled = Arc::new(AtomicUsize::new(0));
+    let state = State {
+        verifier: SlackVerifier::new(
+            SECRET.into(),
+            Arc::new(ManualClock::new(chrono::Utc::now())),
+        ),
+        handled: Arc::clone(&handled),
+    };
+    let inner = Router::new()
+        .route("/slack/commands", post(handler))
+        .with_state(state);
+    let app = spawn(runtime::app(inner, Readiness::new("v"), "/metrics")).await;
+    let body = "x".repeat(runtime::MAX_BODY_BYTES + 1);
+
+    // Act
+    let response = signed_form(
+        &reqwest::Client::new(),
+        &app.url("/slack/commands"),
+        SECRET,
+        coffeebuddy_test_support::slack::now(),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(response.status(), 413);
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}

@@ -1,0 +1,9 @@
+//! Pure domain rules: no I/O, no clock, no randomness of their own. Handlers
+//! parse wire payloads into these types and call these functions; everything
+//! here is unit-tested in place.
+//!
+//! - [`ids`]: Slack ids as distinct types, and user mentions.
+//! - [`text`]: showing user text safely in Slack (mrkdwn escaping, truncation).
+
+pub mod ids;
+pub mod text;
