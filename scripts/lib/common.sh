@@ -97,3 +97,34 @@ pg_stop() {
     [ -f "$dir/data/postmaster.pid" ] || return 0
     pg_as_owner "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w stop >/dev/null 2>&1 || true
 }
+
+# Private Postgres for scripts/dev and scripts/demo, kept under .dev/postgres
+# (data survives restarts; delete .dev/ to start over). Unless DATABASE_URL
+# is already set, starts it if needed and exports DATABASE_URL. Sets
+# PRIVATE_PG_STARTED=1 when this call started it (so the caller stops it).
+PRIVATE_PG_DIR="${PRIVATE_PG_DIR:-$PWD/.dev/postgres}"
+PRIVATE_PG_STARTED=""
+use_private_postgres() {
+    [ -n "${DATABASE_URL:-}" ] && return 0
+    local port="${DEV_POSTGRES_PORT:-54329}"
+    if [ ! -d "$PRIVATE_PG_DIR/data" ]; then
+        log "creating a private Postgres under ${PRIVATE_PG_DIR#"$PWD"/}"
+        mkdir -p "$(dirname "$PRIVATE_PG_DIR")"
+        [ "$(id -u)" -eq 0 ] && chmod 755 "$(dirname "$PRIVATE_PG_DIR")"
+        pg_init "$PRIVATE_PG_DIR"
+    fi
+    if ! pg_as_owner "$(postgres_bin)/pg_ctl" -D "$PRIVATE_PG_DIR/data" status >/dev/null 2>&1; then
+        log "starting the private Postgres on 127.0.0.1:$port"
+        pg_start "$PRIVATE_PG_DIR" "$port" durable
+        PRIVATE_PG_STARTED=1
+    fi
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_private_postgres() {
+    if [ -n "$PRIVATE_PG_STARTED" ]; then
+        log "stopping the private Postgres"
+        pg_stop "$PRIVATE_PG_DIR" fast
+        PRIVATE_PG_STARTED=""
+    fi
+}

@@ -1,8 +1,18 @@
-//! Closing a run: on `run.close_requested`, picks the runner fairly, posts the summary and sends the DMs.
+//! Closing a run.
 //!
-//! The library holds the function; `main.rs` only hands it to the shared
-//! runtime. Its feature handlers arrive with the issues that build them;
-//! until then the function serves the runtime's health and metrics routes.
+//! `POST /` (CloudEvents): on `run.close_requested`,
+//! 1. in one transaction: lock the run, pick the runner fairly among the
+//!    participants (DESIGN §1.4), count their run exactly once, close the
+//!    run (or cancel it when nobody ordered) and write `run.closed`;
+//! 2. then the Slack effects, each at most once per run (ledger +
+//!    per-run lock): the run message shows the outcome, the channel gets the
+//!    summary, the runner a DM with every order, each other participant a DM
+//!    naming the runner.
+//!
+//! A redelivered event finds the run closed and only performs the effects
+//! still missing; Slack being down delays them (503 → retry), never drops them.
+
+mod close;
 
 use axum::Router;
 use coffeebuddy_shared::config::ServiceIdentity;
@@ -15,9 +25,19 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     requires_ory: false,
 };
 
-/// The function's own routes.
-pub fn router(_ctx: &Context) -> Router {
+/// This function has no Slack-facing routes.
+pub fn slack_router(_ctx: &Context) -> Router {
     Router::new()
+}
+
+/// `POST /`: the CloudEvents this function consumes.
+pub fn event_router(ctx: &Context) -> Router {
+    close::routes(ctx)
+}
+
+/// Everything this function serves.
+pub fn router(ctx: &Context) -> Router {
+    slack_router(ctx).merge(event_router(ctx))
 }
 
 /// Builds the function for the shared runtime.

@@ -1,10 +1,23 @@
-//! Slack interactions (`POST /slack/interactions`): the Order modal, order submissions and the Close button; updates the run message on `order.*` events.
+//! Slack interactions: the **Order** button and modal, order submissions,
+//! and the **Close run** button.
 //!
-//! The library holds the function; `main.rs` only hands it to the shared
-//! runtime. Its feature handlers arrive with the issues that build them;
-//! until then the function serves the runtime's health and metrics routes.
+//! - `POST /slack/interactions`: verify the signature, then
+//!   - Order → open the order modal at once (Slack's `trigger_id` expires
+//!     after 3 s), pre-filled with the person's current order, else their
+//!     saved usual;
+//!   - modal submission → validate, then in one transaction save the one
+//!     active order (and the usual, if asked) with its `order.*` event;
+//!   - Close run → check who may close, then in one transaction move the run
+//!     from open to closing with its `run.close_requested` event. Exactly
+//!     one of any number of concurrent clicks wins.
+//! - `POST /` (CloudEvents): on `order.placed`/`order.updated`, re-render
+//!   the run message (participants and orders).
+
+mod actions;
+mod events;
 
 use axum::Router;
+use axum::routing::post;
 use coffeebuddy_shared::config::ServiceIdentity;
 use coffeebuddy_shared::runtime::{Context, Service};
 
@@ -15,9 +28,21 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     requires_ory: false,
 };
 
-/// The function's own routes.
-pub fn router(_ctx: &Context) -> Router {
+/// The Slack-facing routes (what Kong routes to this function).
+pub fn slack_router(ctx: &Context) -> Router {
     Router::new()
+        .route("/slack/interactions", post(actions::handle))
+        .with_state(ctx.clone())
+}
+
+/// `POST /`: the CloudEvents this function consumes.
+pub fn event_router(ctx: &Context) -> Router {
+    events::routes(ctx)
+}
+
+/// Everything this function serves.
+pub fn router(ctx: &Context) -> Router {
+    slack_router(ctx).merge(event_router(ctx))
 }
 
 /// Builds the function for the shared runtime.

@@ -1,12 +1,21 @@
 //! All CoffeeBuddy functions in one process, on one port: what Kong and
 //! Knative do together in production, for a laptop and for end-to-end tests.
 //!
-//! It serves the Slack paths (and `/admin/api`) of every function, health
-//! and metrics once. In-process event fan-out and the ping ticker arrive
-//! with the events (issue 3).
+//! - Serves the Slack paths of every function (and, with issue 4, the admin
+//!   API), plus health and metrics once.
+//! - Fans every event out to the `POST /` router of every function, as one
+//!   KafkaSource per function would: straight from the outbox without
+//!   `KAFKA_BROKERS`, or through Kafka (publish, then consume with group
+//!   `coffeebuddy-local`) with it.
+//! - Stands in for PingSource with a ticker every `TICK_SECONDS`.
+
+use std::time::Duration;
 
 use axum::Router;
+use cloudevents::{EventBuilder, EventBuilderV10};
 use coffeebuddy_shared::config::ServiceIdentity;
+use coffeebuddy_shared::events::sink::{self, EventSink, InProcessSink};
+use coffeebuddy_shared::events::{self};
 use coffeebuddy_shared::runtime::{Context, Service};
 
 /// Who this process is. Ory is optional here: a developer's laptop has none.
@@ -16,17 +25,75 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     requires_ory: false,
 };
 
-/// Every function's routes on one router.
-pub fn router(ctx: &Context) -> Router {
+/// The consumer group `local` reads run events with, when Kafka is used.
+pub const KAFKA_GROUP_ID: &str = "coffeebuddy-local";
+
+/// Every function's Slack-facing routes on one router.
+pub fn slack_router(ctx: &Context) -> Router {
     Router::new()
-        .merge(coffeebuddy_slash_command::router(ctx))
-        .merge(coffeebuddy_interaction::router(ctx))
-        .merge(coffeebuddy_close_run::router(ctx))
-        .merge(coffeebuddy_reminder::router(ctx))
+        .merge(coffeebuddy_slash_command::slack_router(ctx))
+        .merge(coffeebuddy_interaction::slack_router(ctx))
+        .merge(coffeebuddy_close_run::slack_router(ctx))
+        .merge(coffeebuddy_reminder::slack_router(ctx))
         .merge(coffeebuddy_admin::router(ctx))
 }
 
-/// Builds the all-in-one service for the shared runtime.
+/// Every function's `POST /` router: the event consumers.
+pub fn event_routers(ctx: &Context) -> Vec<Router> {
+    vec![
+        coffeebuddy_slash_command::event_router(ctx),
+        coffeebuddy_interaction::event_router(ctx),
+        coffeebuddy_close_run::event_router(ctx),
+        coffeebuddy_reminder::event_router(ctx),
+    ]
+}
+
+/// A ping event, as PingSource sends it.
+pub fn ping_event() -> cloudevents::Event {
+    EventBuilderV10::new()
+        .id(uuid::Uuid::new_v4().to_string())
+        .source("/coffeebuddy/local/ticker")
+        .ty(events::PING)
+        .time(chrono::Utc::now())
+        .build()
+        .expect("a ping event has every required attribute")
+}
+
+/// Delivers a ping to every consumer every `period`.
+pub fn spawn_ticker(delivery: InProcessSink, period: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await; // the first tick is immediate; start one period in
+        loop {
+            interval.tick().await;
+            if let Err(e) = delivery.deliver(&ping_event()).await {
+                tracing::warn!(error = %e, "a ping tick was not handled; the next one will retry");
+            }
+        }
+    })
+}
+
+/// Builds the all-in-one service.
 pub fn service(ctx: Context) -> anyhow::Result<Service> {
-    Ok(Service::new(router(&ctx)))
+    // Without Kafka the outbox already delivers to this sink; with Kafka the
+    // consumer below does.
+    let delivery = ctx.in_process.clone().unwrap_or_default();
+    for router in event_routers(&ctx) {
+        delivery.add_target(router);
+    }
+    let mut service = Service::new(slack_router(&ctx));
+    if let Some(kafka) = ctx.settings.kafka.clone() {
+        let consumer = delivery.clone();
+        tokio::spawn(async move {
+            let deliver = move |event: cloudevents::Event| {
+                let consumer = consumer.clone();
+                Box::pin(async move { consumer.deliver(&event).await }) as sink::BoxFuture<'static, _>
+            };
+            sink::consume(&kafka, KAFKA_GROUP_ID, deliver, std::future::pending::<()>()).await;
+        });
+        service = service.with_probe(sink::kafka_probe(ctx.settings.kafka.as_ref().expect("checked above")));
+    }
+    spawn_ticker(delivery, Duration::from_secs(ctx.settings.tick_seconds));
+    Ok(service)
 }

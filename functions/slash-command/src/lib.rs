@@ -1,10 +1,16 @@
-//! The `/coffee` slash command: starts a run (`POST /slack/commands`) and posts the run message when `run.created` arrives.
+//! The `/coffee` slash command.
 //!
-//! The library holds the function; `main.rs` only hands it to the shared
-//! runtime. Its feature handlers arrive with the issues that build them;
-//! until then the function serves the runtime's health and metrics routes.
+//! - `POST /slack/commands`: verify the signature, parse the command, and in
+//!   one transaction start the run and write its `run.created` event; then
+//!   ack with an ephemeral answer. Everything slow happens after the ack.
+//! - `POST /` (CloudEvents): on `run.created`, post the run message with its
+//!   **Order** and **Close run** buttons and remember its `ts`.
+
+mod command;
+mod events;
 
 use axum::Router;
+use axum::routing::post;
 use coffeebuddy_shared::config::ServiceIdentity;
 use coffeebuddy_shared::runtime::{Context, Service};
 
@@ -15,9 +21,21 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     requires_ory: false,
 };
 
-/// The function's own routes.
-pub fn router(_ctx: &Context) -> Router {
+/// The Slack-facing routes (what Kong routes to this function).
+pub fn slack_router(ctx: &Context) -> Router {
     Router::new()
+        .route("/slack/commands", post(command::handle))
+        .with_state(ctx.clone())
+}
+
+/// `POST /`: the CloudEvents this function consumes.
+pub fn event_router(ctx: &Context) -> Router {
+    events::routes(ctx)
+}
+
+/// Everything this function serves.
+pub fn router(ctx: &Context) -> Router {
+    slack_router(ctx).merge(event_router(ctx))
 }
 
 /// Builds the function for the shared runtime.

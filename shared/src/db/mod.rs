@@ -5,6 +5,16 @@
 //! advisory lock for the duration of a run, so five functions starting at
 //! once serialise instead of racing; the ones that come second find nothing
 //! left to apply.
+//!
+//! Queries shared by several functions live in the aggregate modules below;
+//! they take `&mut PgConnection` so callers decide the transaction.
+//! They are checked at run time and covered by tests against a real
+//! Postgres, so a build never needs a database.
+
+pub mod channels;
+pub mod effects;
+pub mod orders;
+pub mod runs;
 
 use std::time::{Duration, Instant};
 

@@ -28,6 +28,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServiceIdentity, Settings};
 use crate::db;
+use crate::events::outbox::Outbox;
+use crate::events::sink::{EventSink, InProcessSink, KafkaSink};
+use crate::slack::client::SlackClient;
+use crate::slack::signature::SlackVerifier;
 pub use health::{Criticality, Probe, Readiness};
 
 /// Largest request body accepted on any route. Slack payloads are a few KiB;
@@ -63,7 +67,8 @@ impl Service {
     }
 }
 
-/// What the runtime gives a function to build itself from.
+/// What the runtime gives a function to build itself from. It is also the
+/// axum state of every function router.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Validated settings.
@@ -72,6 +77,52 @@ pub struct Context {
     pub db: PgPool,
     /// The clock; the system clock in production.
     pub clock: SharedClock,
+    /// The Slack Web API client.
+    pub slack: SlackClient,
+    /// Where handlers write events (in their transaction) and whom they wake
+    /// after commit.
+    pub outbox: Outbox,
+    /// Without Kafka, the outbox delivers here: `local` registers every
+    /// function's `POST /` router as a target.
+    pub in_process: Option<InProcessSink>,
+}
+
+impl Context {
+    /// Wires the Slack client and the outbox for `settings`: events go to
+    /// Kafka when `KAFKA_BROKERS` is set, else to an in-process sink.
+    pub fn new(settings: Arc<Settings>, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
+        let slack = SlackClient::new(&settings.slack);
+        let (sink, in_process): (Arc<dyn EventSink>, _) = match &settings.kafka {
+            Some(kafka) => (
+                Arc::new(KafkaSink::new(kafka).context("cannot create the Kafka producer")?),
+                None,
+            ),
+            None => {
+                let sink = InProcessSink::new();
+                (Arc::new(sink.clone()), Some(sink))
+            }
+        };
+        let outbox = Outbox::new(db.clone(), sink);
+        Ok(Self {
+            settings,
+            db,
+            clock,
+            slack,
+            outbox,
+            in_process,
+        })
+    }
+
+    /// The CloudEvent `source` of events this process writes.
+    pub fn event_source(&self) -> String {
+        format!("/coffeebuddy/{}", self.settings.service.name)
+    }
+}
+
+impl axum::extract::FromRef<Context> for SlackVerifier {
+    fn from_ref(ctx: &Context) -> Self {
+        SlackVerifier::new(ctx.settings.slack.signing_secret.clone(), Arc::clone(&ctx.clock))
+    }
 }
 
 /// Wraps `router` with the platform routes and middleware: health, metrics,
@@ -201,13 +252,11 @@ where
     let pool = db::pool(&settings.database).context("invalid DATABASE_URL")?;
     db::migrate_on_start(&pool, DATABASE_START_DEADLINE).await?;
 
-    let ctx = Context {
-        settings: Arc::clone(&settings),
-        db: pool.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let ctx = Context::new(Arc::clone(&settings), pool.clone(), Arc::new(SystemClock))?;
     let service = build(ctx.clone()).context("cannot build the service")?;
     let app = assemble(&ctx, service);
+    // Publishes what handlers commit, and anything an earlier process left.
+    let relay = ctx.outbox.spawn_relay();
 
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = TcpListener::bind(addr)

@@ -1,12 +1,19 @@
 //! Helpers for this test binary; cross-crate ones live in `coffeebuddy-test-support`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffeebuddy_shared::clock::SystemClock;
 use coffeebuddy_shared::runtime::{self, Context};
-use coffeebuddy_test_support::{TestServer, spawn};
+use coffeebuddy_shared::slack::blocks;
+use coffeebuddy_shared::slack::client::RetryPolicy;
+use coffeebuddy_test_support::slack::{now as slack_now, signed_form};
+use coffeebuddy_test_support::slack_fake::SlackFake;
+use coffeebuddy_test_support::{SIGNING_SECRET, TestServer, spawn};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
 
 /// The `postgres://` URL for connect options (the test database's name,
 /// user and address; the throwaway server trusts loopback, so no password).
@@ -35,4 +42,255 @@ pub(crate) async fn spawn_local(
     let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
     let server = spawn(runtime::assemble(&ctx, service)).await;
     (server, ctx)
+}
+
+/// A running `local` service wired to a Slack fake, with a client that
+/// speaks to it as Slack does (signed slash commands and interactions).
+pub(crate) struct CoffeeApp {
+    pub(crate) server: TestServer,
+    pub(crate) ctx: Context,
+    pub(crate) slack: SlackFake,
+    client: reqwest::Client,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CoffeeApp {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+/// The fixed team of every test payload.
+pub(crate) const TEAM: &str = "T0TEAM";
+
+impl CoffeeApp {
+    /// Starts `local` on `pool` with a fresh Slack fake.
+    pub(crate) async fn start(pool: PgPool, opts: &PgConnectOptions) -> Self {
+        Self::start_with(pool, opts, SlackFake::start().await, &[]).await
+    }
+
+    /// Starts `local` on `pool` against an existing Slack fake (to restart
+    /// "the same deployment"), with extra settings.
+    pub(crate) async fn start_with(pool: PgPool, opts: &PgConnectOptions, slack: SlackFake, extra: &[(&str, &str)]) -> Self {
+        let base_url = slack.base_url();
+        let mut vars: Vec<(&str, &str)> = vec![("SLACK_API_BASE_URL", base_url.as_str())];
+        vars.extend_from_slice(extra);
+        let settings = Arc::new(coffeebuddy_test_support::settings(&url_for(opts), &vars));
+        let ctx = Context::new(settings, pool, Arc::new(SystemClock)).expect("context");
+        let ctx = Context {
+            slack: ctx.slack.clone().with_retry_policy(RetryPolicy {
+                max_attempts: 2,
+                base_backoff: Duration::from_millis(10),
+                max_retry_after: Duration::from_secs(2),
+                timeout: Duration::from_secs(5),
+            }),
+            ..ctx
+        };
+        let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
+        let server = spawn(runtime::assemble(&ctx, service)).await;
+        let relay = ctx.outbox.spawn_relay();
+        Self {
+            server,
+            ctx,
+            slack,
+            client: reqwest::Client::new(),
+            relay,
+        }
+    }
+
+    /// Stops the server (draining requests) and the relay, as a pod stop would.
+    pub(crate) async fn stop(self) -> SlackFake {
+        self.relay.abort();
+        let slack = self.slack.clone();
+        let CoffeeApp { server, .. } = self;
+        server.shutdown().await.expect("clean shutdown");
+        slack
+    }
+
+    fn signed(&self, path: &str, body: &str) -> reqwest::RequestBuilder {
+        signed_form(&self.client, &self.server.url(path), SIGNING_SECRET, slack_now(), body)
+    }
+
+    /// `/coffee <text>` typed by `user` in `channel`; returns Slack's view of
+    /// the answer (status, JSON body).
+    pub(crate) async fn coffee(&self, channel: &str, user: &str, text: &str) -> (u16, Value) {
+        let body = serde_urlencoded::to_string([
+            ("token", "legacy-unused"),
+            ("team_id", TEAM),
+            ("team_domain", "acme"),
+            ("channel_id", channel),
+            ("channel_name", "coffee"),
+            ("user_id", user),
+            ("user_name", user),
+            ("command", "/coffee"),
+            ("text", text),
+            ("api_app_id", "A0APP"),
+            ("response_url", &self.slack.response_url(&format!("cmd-{user}"))),
+            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ])
+        .unwrap();
+        let response = self.signed("/slack/commands", &body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn interact(&self, payload: Value) -> reqwest::Response {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.signed("/slack/interactions", &body).send().await.unwrap()
+    }
+
+    fn button_payload(&self, channel: &str, user: &str, action_id: &str, run_id: Uuid) -> Value {
+        json!({
+            "type": "block_actions",
+            "team": { "id": TEAM, "domain": "acme" },
+            "user": { "id": user, "username": user, "team_id": TEAM },
+            "api_app_id": "A0APP",
+            "trigger_id": format!("trigger-{user}-{action_id}"),
+            "channel": { "id": channel, "name": "coffee" },
+            "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": channel },
+            "message": { "type": "message", "ts": "1700000000.000100", "text": "coffee run" },
+            "response_url": self.slack.response_url(&format!("{action_id}-{user}")),
+            "actions": [{
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "run_actions",
+                "value": run_id.to_string(),
+                "text": { "type": "plain_text", "text": "button" },
+                "action_ts": "1700000001.000200"
+            }]
+        })
+    }
+
+    /// `user` clicks **Order** on the run message.
+    pub(crate) async fn click_order(&self, channel: &str, user: &str, run_id: Uuid) -> reqwest::Response {
+        self.interact(self.button_payload(channel, user, blocks::ACTION_ORDER, run_id)).await
+    }
+
+    /// `user` clicks **Close run** on the run message.
+    pub(crate) async fn click_close(&self, channel: &str, user: &str, run_id: Uuid) -> reqwest::Response {
+        self.interact(self.button_payload(channel, user, blocks::ACTION_CLOSE, run_id)).await
+    }
+
+    /// `user` submits the order modal with `text` and the ticked options.
+    pub(crate) async fn submit_order(&self, user: &str, run_id: Uuid, text: &str, options: &[&str]) -> reqwest::Response {
+        let selected: Vec<Value> = options
+            .iter()
+            .map(|o| json!({ "value": o, "text": { "type": "plain_text", "text": o } }))
+            .collect();
+        self.interact(json!({
+            "type": "view_submission",
+            "team": { "id": TEAM, "domain": "acme" },
+            "user": { "id": user, "username": user, "team_id": TEAM },
+            "api_app_id": "A0APP",
+            "trigger_id": format!("trigger-{user}-submit"),
+            "view": {
+                "id": "V0MODAL",
+                "type": "modal",
+                "callback_id": blocks::ORDER_MODAL_CALLBACK,
+                "private_metadata": run_id.to_string(),
+                "state": { "values": {
+                    blocks::ORDER_BLOCK: { blocks::ORDER_INPUT: { "type": "plain_text_input", "value": text } },
+                    blocks::OPTIONS_BLOCK: { blocks::OPTIONS_INPUT: { "type": "checkboxes", "selected_options": selected } }
+                } }
+            }
+        }))
+        .await
+    }
+
+    /// The open run of `channel`, read from the buttons of the run message
+    /// the bot posted for it (waits until it is posted).
+    pub(crate) async fn posted_run(&self, channel: &str) -> Uuid {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let latest = self
+                .slack
+                .calls_to("chat.postMessage")
+                .iter()
+                .rev()
+                .filter(|c| c.body["channel"] == channel)
+                .find_map(|c| button_value(&c.body, blocks::ACTION_ORDER))
+                .and_then(|v| Uuid::parse_str(&v).ok());
+            if let Some(run_id) = latest {
+                let open: Option<bool> = sqlx::query_scalar("SELECT status = 'open' FROM runs WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.ctx.db)
+                    .await
+                    .expect("query runs");
+                if open == Some(true) {
+                    return run_id;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no run message for an open run in {channel}: {:#?}",
+                self.slack.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// How long a test waits for asynchronous effects (events, Slack calls).
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// The `value` of the button with `action_id` anywhere in a message's blocks.
+pub(crate) fn button_value(message: &Value, action_id: &str) -> Option<String> {
+    fn walk(v: &Value, action_id: &str) -> Option<String> {
+        match v {
+            Value::Object(map) => {
+                if map.get("action_id").and_then(Value::as_str) == Some(action_id) {
+                    return map.get("value").and_then(Value::as_str).map(str::to_owned);
+                }
+                map.values().find_map(|v| walk(v, action_id))
+            }
+            Value::Array(items) => items.iter().find_map(|v| walk(v, action_id)),
+            _ => None,
+        }
+    }
+    walk(&message["blocks"], action_id)
+}
+
+/// The labels of every button in a message.
+pub(crate) fn button_labels(message: &Value) -> Vec<String> {
+    let mut labels = Vec::new();
+    fn walk(v: &Value, labels: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if map.get("type").and_then(Value::as_str) == Some("button") {
+                    if let Some(text) = map.get("text").and_then(|t| t.get("text")).and_then(Value::as_str) {
+                        labels.push(text.to_owned());
+                    }
+                }
+                map.values().for_each(|v| walk(v, labels));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, labels)),
+            _ => {}
+        }
+    }
+    walk(&message["blocks"], &mut labels);
+    labels
+}
+
+/// All text of a message (fallback text and every text field in its blocks).
+pub(crate) fn all_text(message: &Value) -> String {
+    let mut out = String::new();
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "text" || k == "blocks" || k == "elements" || k == "fields" || matches!(v, Value::Object(_) | Value::Array(_)) {
+                        walk(v, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(message, &mut out);
+    out
 }

@@ -1,0 +1,230 @@
+//! `POST /slack/interactions`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use coffeebuddy_shared::db::{orders, runs};
+use coffeebuddy_shared::domain::ids::UserId;
+use coffeebuddy_shared::domain::order::OrderText;
+use coffeebuddy_shared::events::{self, NewEvent, OrderChanged, RunCloseRequested, outbox};
+use coffeebuddy_shared::runtime::Context;
+use coffeebuddy_shared::slack::blocks::{self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK};
+use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ResponseUrl, ViewSubmission};
+use coffeebuddy_shared::slack::signature::SignedBody;
+use coffeebuddy_shared::slack::{authz, run_view};
+use uuid::Uuid;
+
+/// Why an interaction failed on our side.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InteractError {
+    /// Not an interaction payload.
+    #[error("malformed interaction payload: {0}")]
+    BadPayload(String),
+    /// Our side failed; the transaction rolled back, nothing changed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for InteractError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(e.into())
+    }
+}
+
+impl IntoResponse for InteractError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadPayload(reason) => {
+                tracing::warn!(%reason, "refused an interaction payload");
+                (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "malformed interaction" })))
+                    .into_response()
+            }
+            Self::Unexpected(e) => {
+                tracing::error!(error = format!("{e:#}"), "interaction failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}
+
+#[tracing::instrument(name = "interaction", skip_all)]
+pub(crate) async fn handle(State(ctx): State<Context>, SignedBody(body): SignedBody) -> Result<Response, InteractError> {
+    match Interaction::from_form(&body).map_err(|e| InteractError::BadPayload(e.to_string()))? {
+        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_ORDER => open_order_modal(&ctx, action).await,
+        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_CLOSE => close_run(&ctx, action).await,
+        Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => submit_order(&ctx, view).await,
+        other => {
+            tracing::debug!(?other, "ignored an interaction we do not handle");
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// Tells one person something, privately, after the ack (a Slack call must
+/// not delay the response Slack is waiting for).
+fn tell(ctx: &Context, response_url: Option<ResponseUrl>, text: String) {
+    let Some(url) = response_url else {
+        tracing::warn!(%text, "no response_url to answer on");
+        return;
+    };
+    let slack = ctx.slack.clone();
+    tokio::spawn(async move {
+        if let Err(e) = slack.respond(&url, &blocks::ephemeral(&text)).await {
+            tracing::warn!(error = %e, "could not send an ephemeral answer");
+        }
+    });
+}
+
+fn run_id_of(value: Option<&str>) -> Option<Uuid> {
+    value.and_then(|v| Uuid::parse_str(v).ok())
+}
+
+async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response, InteractError> {
+    let Some(run_id) = run_id_of(action.value.as_deref()) else {
+        tracing::warn!("Order button without a run id");
+        return Ok(StatusCode::OK.into_response());
+    };
+    let mut conn = ctx.db.acquire().await?;
+    let run = match runs::find(&mut conn, run_id).await? {
+        Some(run) if run.status == runs::RunStatus::Open => run,
+        Some(_) => {
+            tell(ctx, action.response_url, "This coffee run is closed; orders can no longer be placed or changed.".to_owned());
+            return Ok(StatusCode::OK.into_response());
+        }
+        None => {
+            tell(ctx, action.response_url, "This coffee run no longer exists.".to_owned());
+            return Ok(StatusCode::OK.into_response());
+        }
+    };
+    let user = action.user_id.as_ref();
+    let current = orders::active_for(&mut conn, run_id, user).await?;
+    let prefs = orders::preferences(&mut conn, user).await?;
+    let (prefill, runner_again) = match (&current, &prefs) {
+        (Some(order), _) => (Some(order.order_text.clone()), order.runner_opt_in),
+        (None, Some(p)) => (p.usual_order.clone(), false),
+        (None, None) => (None, false),
+    };
+    let view = run_view::load(&mut conn, &run)
+        .await
+        .map_err(|e| InteractError::Unexpected(anyhow::anyhow!("{e:?}")))?;
+    drop(conn);
+    let modal = blocks::order_modal(&view, prefill.as_deref(), false, runner_again);
+    if let Err(e) = ctx.slack.open_view(&action.trigger_id, &modal).await {
+        // The trigger id is single-use and expires in 3 s: there is nothing
+        // to retry. Tell the person so they can click again.
+        tracing::warn!(error = %e, "views.open failed");
+        tell(ctx, action.response_url, "Sorry, the order form could not be opened. Please click *Order* again.".to_owned());
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, InteractError> {
+    let refuse = |message: String| Ok(Json(blocks::modal_errors(&[(ORDER_BLOCK, message)])).into_response());
+    let Some(run_id) = run_id_of(Some(&view.private_metadata)) else {
+        return refuse("This order form is out of date. Please close it and click *Order* again.".to_owned());
+    };
+    let text = match OrderText::parse(view.order_text.as_deref().unwrap_or_default()) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::info!(reason = %e, "refused an order");
+            return refuse(e.to_string());
+        }
+    };
+    let save_usual = view.options.iter().any(|o| o == OPTION_SAVE_USUAL);
+    let runner_again = view.options.iter().any(|o| o == OPTION_RUNNER_AGAIN);
+    let user = view.user_id.as_ref();
+
+    let mut tx = ctx.db.begin().await?;
+    // Locking the run keeps Close from slipping in between the check and the insert.
+    let run = match runs::lock(&mut tx, run_id).await? {
+        Some(run) if run.status == runs::RunStatus::Open => run,
+        _ => return refuse("This coffee run has closed, so your order was not saved.".to_owned()),
+    };
+    let change = orders::upsert(&mut tx, run_id, user, text.as_ref(), runner_again).await?;
+    orders::save_preferences(&mut tx, user, save_usual.then_some(text.as_ref()), runner_again).await?;
+    let event_type = match change {
+        orders::OrderChange::Placed => events::ORDER_PLACED,
+        orders::OrderChange::Updated => events::ORDER_UPDATED,
+    };
+    let data = OrderChanged {
+        run_id,
+        channel_id: run.channel_id.clone(),
+        user_id: user.to_owned(),
+    };
+    let event = NewEvent::new(event_type, run.channel_id.clone(), Some(run_id.to_string()), &data);
+    outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
+    tx.commit().await?;
+    ctx.outbox.notify();
+    tracing::info!(%run_id, user_id = user, ?change, "order saved");
+    // An empty 200 closes the modal.
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, InteractError> {
+    let Some(run_id) = run_id_of(action.value.as_deref()) else {
+        tracing::warn!("Close button without a run id");
+        return Ok(StatusCode::OK.into_response());
+    };
+    let mut tx = ctx.db.begin().await?;
+    let Some(run) = runs::find(&mut tx, run_id).await? else {
+        tell(ctx, action.response_url, "This coffee run no longer exists.".to_owned());
+        return Ok(StatusCode::OK.into_response());
+    };
+    if run.status != runs::RunStatus::Open {
+        tell(ctx, action.response_url, "This coffee run is already closed (or closing).".to_owned());
+        return Ok(StatusCode::OK.into_response());
+    }
+    if !may_close(ctx, &mut tx, &run, &action.user_id, action.response_url.clone()).await? {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let now = ctx.clock.now();
+    let Some(run) = runs::request_close(&mut tx, run_id, action.user_id.as_ref(), now).await? else {
+        // Someone else's click won the race.
+        tell(ctx, action.response_url, "This coffee run is already being closed.".to_owned());
+        return Ok(StatusCode::OK.into_response());
+    };
+    let data = RunCloseRequested {
+        run_id,
+        channel_id: run.channel_id.clone(),
+        requested_by: action.user_id.to_string(),
+    };
+    let event = NewEvent::new(events::RUN_CLOSE_REQUESTED, run.channel_id.clone(), Some(run_id.to_string()), &data);
+    outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
+    tx.commit().await?;
+    ctx.outbox.notify();
+    tracing::info!(%run_id, closed_by = %action.user_id, "close requested");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The initiator may close; so may channel and workspace admins. Everyone
+/// else is told who can, and the refusal is logged.
+async fn may_close(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    run: &runs::Run,
+    user: &UserId,
+    response_url: Option<ResponseUrl>,
+) -> Result<bool, InteractError> {
+    if run.initiator_id == user.as_ref() {
+        return Ok(true);
+    }
+    match authz::is_channel_admin(conn, &ctx.slack, &run.channel_id, user).await {
+        Ok(true) => Ok(true),
+        Ok(false) => {
+            tracing::info!(user_id = %user, run_id = %run.run_id, "refused: not allowed to close");
+            tell(
+                ctx,
+                response_url,
+                format!("Only <@{}> (who started this run) or a channel admin can close it.", run.initiator_id),
+            );
+            Ok(false)
+        }
+        Err(authz::CheckAdminError::Database(e)) => Err(e.into()),
+        Err(e @ authz::CheckAdminError::Slack(_)) => {
+            tracing::warn!(error = %e, "could not check admin rights");
+            tell(ctx, response_url, "Sorry, your permissions could not be checked right now. Please try again in a moment.".to_owned());
+            Ok(false)
+        }
+    }
+}

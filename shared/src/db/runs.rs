@@ -1,0 +1,304 @@
+//! Runs: starting, finding, closing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::{Decode, PgConnection, Postgres, Type};
+use uuid::Uuid;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Taking orders.
+    Open,
+    /// Close was clicked; the runner is being picked.
+    Closing,
+    /// Closed with a runner.
+    Closed,
+    /// Closed without orders.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closing => "closing",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "closing" => Ok(Self::Closing),
+            "closed" => Ok(Self::Closed),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!("unknown run status `{other}`")),
+        }
+    }
+}
+
+impl Type<Postgres> for RunStatus {
+    fn type_info() -> PgTypeInfo {
+        <String as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for RunStatus {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let s = <&str as Decode<Postgres>>::decode(value)?;
+        Ok(s.parse()?)
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Run {
+    /// Its id (also the value of its buttons).
+    pub run_id: Uuid,
+    /// The channel it runs in.
+    pub channel_id: String,
+    /// The workspace.
+    pub team_id: Option<String>,
+    /// Who typed `/coffee`.
+    pub initiator_id: String,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// When the coffee is picked up, if said.
+    pub pickup_at: Option<DateTime<Utc>>,
+    /// Free text, as typed.
+    pub note: Option<String>,
+    /// The run message's `ts`, once posted.
+    pub message_ts: Option<String>,
+    /// Who fetches the coffee, once closed.
+    pub runner_id: Option<String>,
+    /// Who clicked Close.
+    pub close_requested_by: Option<String>,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it closed or was cancelled.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// The column list every query of this module selects (a macro so the SQL stays a
+/// `&'static str`, as sqlx requires).
+macro_rules! run_columns {
+    () => {
+        "run_id, channel_id, team_id, initiator_id, status, pickup_at, note, message_ts, runner_id, close_requested_by, created_at, closed_at"
+    };
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// Its id, chosen by the caller so the event can name it.
+    pub run_id: Uuid,
+    /// The channel.
+    pub channel_id: &'a str,
+    /// The workspace.
+    pub team_id: Option<&'a str>,
+    /// Who typed `/coffee`.
+    pub initiator_id: &'a str,
+    /// Pickup time, if any.
+    pub pickup_at: Option<DateTime<Utc>>,
+    /// Note, if any.
+    pub note: Option<&'a str>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartRunError {
+    /// The channel already has a run in progress.
+    #[error("the channel already has a run in progress")]
+    AlreadyOpen(Box<Run>),
+    /// Anything else.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Inserts an open run. The one-open-run-per-channel constraint decides
+/// races; the loser gets the winner's run back.
+pub async fn start(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, StartRunError> {
+    // A savepoint, so a constraint violation leaves the caller's transaction usable.
+    sqlx::query("SAVEPOINT start_run")
+        .execute(&mut *conn)
+        .await?;
+    let inserted = sqlx::query_as::<_, Run>(concat!(
+        "INSERT INTO runs (run_id, channel_id, team_id, initiator_id, pickup_at, note)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        run_columns!()
+    ))
+    .bind(new.run_id)
+    .bind(new.channel_id)
+    .bind(new.team_id)
+    .bind(new.initiator_id)
+    .bind(new.pickup_at)
+    .bind(new.note)
+    .fetch_one(&mut *conn)
+    .await;
+    match inserted {
+        Ok(run) => {
+            sqlx::query("RELEASE SAVEPOINT start_run")
+                .execute(&mut *conn)
+                .await?;
+            Ok(run)
+        }
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("runs_one_open_per_channel") => {
+            sqlx::query("ROLLBACK TO SAVEPOINT start_run")
+                .execute(&mut *conn)
+                .await?;
+            match in_progress(conn, new.channel_id).await? {
+                Some(existing) => Err(StartRunError::AlreadyOpen(Box::new(existing))),
+                // It closed between our insert and this read: let the caller retry.
+                None => Err(StartRunError::Database(sqlx::Error::Database(e))),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The channel's run in progress (open or closing), if any.
+pub async fn in_progress(
+    conn: &mut PgConnection,
+    channel_id: &str,
+) -> Result<Option<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE channel_id = $1 AND status IN ('open', 'closing')"
+    ))
+    .bind(channel_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A run by id.
+pub async fn find(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE run_id = $1"
+    ))
+    .bind(run_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A run by id, locked for the rest of the transaction.
+pub async fn lock(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE run_id = $1 FOR UPDATE"
+    ))
+    .bind(run_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the run message's `ts`, unless one is already recorded. Returns
+/// whether this call recorded it.
+pub async fn set_message_ts(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    ts: &str,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE runs SET message_ts = $2 WHERE run_id = $1 AND message_ts IS NULL")
+            .bind(run_id)
+            .bind(ts)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves an open run to `closing`. Exactly one of any number of concurrent
+/// callers gets the run back; the others get `None`.
+pub async fn request_close(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    requested_by: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "UPDATE runs SET status = 'closing', close_requested_by = $2, close_requested_at = $3
+         WHERE run_id = $1 AND status = 'open' RETURNING ",
+        run_columns!()
+    ))
+    .bind(run_id)
+    .bind(requested_by)
+    .bind(at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Closes a `closing` run with its runner.
+pub async fn close(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    runner_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Run, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "UPDATE runs SET status = 'closed', runner_id = $2, closed_at = $3
+         WHERE run_id = $1 AND status = 'closing' RETURNING ",
+        run_columns!()
+    ))
+    .bind(run_id)
+    .bind(runner_id)
+    .bind(at)
+    .fetch_one(conn)
+    .await
+}
+
+/// Closes a `closing` run that had no orders.
+pub async fn cancel(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Run, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "UPDATE runs SET status = 'cancelled', closed_at = $2
+         WHERE run_id = $1 AND status = 'closing' RETURNING ",
+        run_columns!()
+    ))
+    .bind(run_id)
+    .bind(at)
+    .fetch_one(conn)
+    .await
+}
+
+/// The runner of the channel's most recent closed run that had one, other
+/// than `excluding` (DESIGN §1.4 "previous runner").
+pub async fn previous_runner(
+    conn: &mut PgConnection,
+    channel_id: &str,
+    excluding: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT runner_id FROM runs
+         WHERE channel_id = $1 AND run_id <> $2 AND status = 'closed' AND runner_id IS NOT NULL
+         ORDER BY closed_at DESC, created_at DESC LIMIT 1",
+    )
+    .bind(channel_id)
+    .bind(excluding)
+    .fetch_optional(conn)
+    .await
+}

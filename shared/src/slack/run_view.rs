@@ -1,0 +1,57 @@
+//! The Block Kit view of a run, read from the database, and how a failed
+//! Slack call turns into an event-handling outcome. Shared by every function
+//! that renders or announces a run.
+
+use sqlx::PgConnection;
+
+use crate::db::{channels, orders, runs};
+use crate::domain::command::Pickup;
+use crate::domain::ids::{ChannelId, UserId};
+use crate::events::HandleEventError;
+use crate::slack::blocks::{OrderLine, RunState, RunView};
+use crate::slack::client::SlackApiError;
+
+/// Builds the view of `run` with its current active orders, pickup shown in
+/// the channel's time zone.
+pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, HandleEventError> {
+    let tz = channels::find(&mut *conn, &run.channel_id)
+        .await?
+        .map_or(chrono_tz::UTC, |c| c.timezone);
+    let orders = orders::active(&mut *conn, run.run_id).await?;
+    let malformed = |what: &str| HandleEventError::Malformed(format!("stored {what} is not a Slack id"));
+    Ok(RunView {
+        run_id: run.run_id,
+        channel_id: ChannelId::parse(&run.channel_id).map_err(|_| malformed("channel"))?,
+        initiator: UserId::parse(&run.initiator_id).map_err(|_| malformed("initiator"))?,
+        pickup: run.pickup_at.map(|at| Pickup::from_stored(at).display_in(tz)),
+        note: run.note.clone(),
+        state: match run.status {
+            runs::RunStatus::Open => RunState::Open,
+            runs::RunStatus::Closing => RunState::Closing,
+            runs::RunStatus::Closed => RunState::Closed,
+            runs::RunStatus::Cancelled => RunState::Cancelled,
+        },
+        runner: run.runner_id.as_deref().and_then(|r| UserId::parse(r).ok()),
+        orders: orders
+            .into_iter()
+            .filter_map(|o| {
+                Some(OrderLine {
+                    user: UserId::parse(&o.user_id).ok()?,
+                    text: o.order_text,
+                })
+            })
+            .collect(),
+    })
+}
+
+/// What a Slack failure means for the event being handled: retry later when
+/// Slack may recover (rate limits, outages), otherwise log and move on —
+/// retrying `channel_not_found` forever helps nobody.
+pub fn on_slack_error(e: SlackApiError, what: &str) -> Result<(), HandleEventError> {
+    if e.is_retryable() {
+        Err(HandleEventError::Retryable(anyhow::anyhow!("{what}: {e}")))
+    } else {
+        tracing::error!(error = %e, "{what} failed permanently; not retrying");
+        Ok(())
+    }
+}
