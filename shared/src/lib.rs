@@ -6,7 +6,7 @@
 //! - [`runtime`]: the process shell (`run`), health, metrics, correlation
 //!   ids, graceful shutdown.
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
-//! - [`slack`]: request signature verification.
+//! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.
 //! - [`clock`]: time as an injectable dependency.
 //! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
 

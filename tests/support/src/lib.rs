@@ -3,10 +3,12 @@
 //! Everything here talks over real sockets: [`spawn`] serves a router on
 //! `127.0.0.1:0`, [`TcpProxy`] sits between the app and Postgres so a test
 //! can cut the database off and bring it back without restarting anything,
-//! [`slack`] signs requests exactly as Slack does, and [`LogCapture`]
-//! collects log lines for assertions.
+//! [`slack`] signs requests exactly as Slack does, [`slack_fake`] stands in
+//! for the Slack Web API and records every call, and [`LogCapture`] collects
+//! log lines for assertions.
 
 pub mod slack;
+pub mod slack_fake;
 
 use std::io;
 use std::net::SocketAddr;
