@@ -4,6 +4,12 @@
 //!
 //! - [`ids`]: Slack ids as distinct types, and user mentions.
 //! - [`text`]: showing user text safely in Slack (mrkdwn escaping, truncation).
+//! - [`command`]: reading `/coffee [pickup] [note]`, pickup times and notes.
+//! - [`order`]: checking the text of an order.
+//! - [`fairness`]: choosing who fetches the coffee when a run closes.
 
+pub mod command;
+pub mod fairness;
 pub mod ids;
+pub mod order;
 pub mod text;
