@@ -3,9 +3,11 @@
 //! Everything here talks over real sockets: [`spawn`] serves a router on
 //! `127.0.0.1:0`, [`TcpProxy`] sits between the app and Postgres so a test
 //! can cut the database off and bring it back without restarting anything,
-//! [`slack`] signs requests exactly as Slack does, and [`LogCapture`]
-//! collects log lines for assertions.
+//! [`slack`] signs requests exactly as Slack does, [`events`] builds and
+//! posts CloudEvents and provides Kafka (tansu) brokers and topics, and
+//! [`LogCapture`] collects log lines for assertions.
 
+pub mod events;
 pub mod slack;
 
 use std::io;
