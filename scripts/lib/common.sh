@@ -15,9 +15,11 @@ as_root() {
 }
 
 # Installs the Debian packages the build and tests need, if any is missing.
-# Postgres for the database, cmake/pkg-config/libssl-dev/zlib for librdkafka.
+# Postgres for the database, cmake/pkg-config/libssl-dev/zlib for librdkafka;
+# libcurl4-openssl-dev only for its headers: librdkafka 2.12 includes
+# <curl/curl.h> even when built without curl (`#ifdef` on a macro set to 0).
 ensure_packages() {
-    local wanted=(postgresql cmake pkg-config libssl-dev zlib1g-dev build-essential curl ca-certificates)
+    local wanted=(postgresql cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev build-essential curl ca-certificates)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -127,4 +129,54 @@ stop_private_postgres() {
         pg_stop "$PRIVATE_PG_DIR" fast
         PRIVATE_PG_STARTED=""
     fi
+}
+
+# Makes sure the tansu Kafka-compatible broker is installed (once per
+# machine: `cargo install` builds it in ~15 minutes) and exports TANSU_BIN.
+# `dynostore` brings the storage engines; without it tansu will not start.
+ensure_tansu() {
+    local bin
+    bin=$(command -v tansu 2>/dev/null || true)
+    [ -n "$bin" ] || { [ -x "$HOME/.cargo/bin/tansu" ] && bin="$HOME/.cargo/bin/tansu"; }
+    if [ -z "$bin" ]; then
+        log "installing the tansu Kafka broker (cargo install, about 15 minutes, once per machine)"
+        cargo install tansu --locked --features dynostore
+        bin="$HOME/.cargo/bin/tansu"
+        [ -x "$bin" ] || bin=$(command -v tansu) || die "tansu was installed but cannot be found"
+    fi
+    export TANSU_BIN="$bin"
+}
+
+# tansu_start DIR PORT: starts a broker with in-memory storage on
+# 127.0.0.1:PORT in the background, logging to DIR/tansu.log, and waits
+# until it accepts connections.
+tansu_start() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    "$TANSU_BIN" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/ \
+        >"$dir/tansu.log" 2>&1 &
+    echo $! >"$dir/tansu.pid"
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$dir/tansu.log" >&2
+    die "tansu did not start"
+}
+
+# tansu_stop DIR: stops the broker started by tansu_start, if it runs.
+tansu_stop() {
+    local dir=$1 pid
+    [ -f "$dir/tansu.pid" ] || return 0
+    pid=$(cat "$dir/tansu.pid")
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
 }

@@ -6,6 +6,8 @@
 //! - [`runtime`]: the process shell (`run`), health, metrics, correlation
 //!   ids, graceful shutdown.
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
+//! - [`events`]: our CloudEvents, the transactional outbox, the Kafka and
+//!   in-process sinks, and the `POST /` intake.
 //! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.
 //! - [`clock`]: time as an injectable dependency.
 //! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
@@ -14,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod runtime;
 pub mod slack;
 pub mod telemetry;

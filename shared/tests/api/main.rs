@@ -1,4 +1,11 @@
-//! Integration tests of `coffeebuddy-shared` that need real sockets: the
-//! Slack Web API client against the recording Slack fake.
+//! Integration tests of `coffeebuddy-shared` over real sockets, the Slack fake, a real
+//! Postgres (`DATABASE_URL`, one fresh database per `#[sqlx::test]`) and a
+//! real Kafka-compatible broker (tansu, `KAFKA_TEST_BROKERS`): run them
+//! through `scripts/test`, which provides both.
 
+// The Slack Web API client against the recording Slack fake.
 mod slack_client;
+// The `POST /` CloudEvents intake over HTTP, both modes.
+mod intake;
+// Outbox → Kafka → consumer, and Kafka outages.
+mod kafka;

@@ -4,9 +4,11 @@
 //! `127.0.0.1:0`, [`TcpProxy`] sits between the app and Postgres so a test
 //! can cut the database off and bring it back without restarting anything,
 //! [`slack`] signs requests exactly as Slack does, [`slack_fake`] stands in
-//! for the Slack Web API and records every call, and [`LogCapture`] collects
-//! log lines for assertions.
+//! for the Slack Web API and records every call, [`events`] builds and
+//! posts CloudEvents and provides Kafka (tansu) brokers and topics, and
+//! [`LogCapture`] collects log lines for assertions.
 
+pub mod events;
 pub mod slack;
 pub mod slack_fake;
 

@@ -1,0 +1,274 @@
+//! Our CloudEvents (DESIGN §3): the event types and their typed payloads,
+//! the transactional outbox that publishes them, the sinks they are
+//! published to, and the `POST /` intake every function serves.
+//!
+//! # Layout
+//! - this module: event type names, typed `data` payloads, [`NewEvent`]
+//!   (what a handler writes to the outbox) and [`decode_data`].
+//! - [`outbox`]: [`enqueue`] inside the caller's transaction, and the
+//!   [`Outbox`] relay that publishes committed rows in order.
+//! - [`sink`]: where the relay delivers: the [`EventSink`] trait and the
+//!   in-process fan-out ([`InProcessSink`]) that `local` uses.
+//! - [`kafka`]: the Kafka sink (binary mode, `ce_*` headers), the header
+//!   codec, a consumer loop for `local` and the readiness probe.
+//! - [`intake`]: [`EventRoutes`], the `POST /` router that accepts binary
+//!   and structured HTTP CloudEvents and dispatches them by type.
+//! - [`ledger`]: [`first_delivery`], the idempotency ledger handlers consult
+//!   because delivery is at least once.
+//!
+//! Payloads are snake_case JSON. Every run event carries `run_id` and
+//! `channel_id`; the channel id is also the partition key (Kafka key), so a
+//! channel's events stay in order end to end.
+
+pub mod intake;
+pub mod kafka;
+pub mod ledger;
+pub mod outbox;
+pub mod sink;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cloudevents::{AttributesReader as _, Data, Event};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use intake::{EventRoutes, HandleEventError, HandlerFn};
+pub use kafka::{
+    ConfigureKafkaError, DecodeKafkaEventError, KafkaSink, consume, event_from_kafka,
+    kafka_headers, kafka_probe,
+};
+pub use ledger::first_delivery;
+pub use outbox::{Outbox, OutboxRow, PublishError, enqueue, to_cloudevent};
+pub use sink::{
+    DeliverError, EncodeEventError, EventSink, InProcessSink, to_http_binary, to_http_structured,
+};
+
+/// A boxed, sendable future: what [`EventSink::deliver`] and event handlers
+/// return, so they can be stored as trait objects without `async_trait`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A run was started (`/coffee`); the slash-command function posts the run
+/// message.
+pub const RUN_CREATED: &str = "com.coffeebuddy.run.created.v1";
+/// Someone placed their first order in a run.
+pub const ORDER_PLACED: &str = "com.coffeebuddy.order.placed.v1";
+/// Someone edited their order in a run.
+pub const ORDER_UPDATED: &str = "com.coffeebuddy.order.updated.v1";
+/// Someone allowed to clicked **Close run**; close-run picks the runner.
+pub const RUN_CLOSE_REQUESTED: &str = "com.coffeebuddy.run.close_requested.v1";
+/// A run was closed (with a runner) or cancelled (no orders).
+pub const RUN_CLOSED: &str = "com.coffeebuddy.run.closed.v1";
+/// The runner's pickup reminder was sent.
+pub const REMINDER_SENT: &str = "com.coffeebuddy.reminder.sent.v1";
+/// A channel's configuration changed (`/coffee-admin` or the admin API).
+pub const CHANNEL_CONFIG_CHANGED: &str = "com.coffeebuddy.channel.config_changed.v1";
+/// A Knative PingSource tick (and `local`'s built-in ticker).
+pub const PING: &str = "dev.knative.sources.ping";
+
+/// Every event type CoffeeBuddy itself emits.
+pub const ALL_TYPES: &[&str] = &[
+    RUN_CREATED,
+    ORDER_PLACED,
+    ORDER_UPDATED,
+    RUN_CLOSE_REQUESTED,
+    RUN_CLOSED,
+    REMINDER_SENT,
+    CHANNEL_CONFIG_CHANGED,
+];
+
+/// The CloudEvents partitioning extension: the Kafka key (our channel id).
+pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
+
+/// The `datacontenttype` of every event we emit.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Data of [`RUN_CREATED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// The new run.
+    pub run_id: Uuid,
+    /// Its Slack channel.
+    pub channel_id: String,
+}
+
+/// Data of [`ORDER_PLACED`] and [`ORDER_UPDATED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderChanged {
+    /// The run the order belongs to.
+    pub run_id: Uuid,
+    /// The run's Slack channel.
+    pub channel_id: String,
+    /// Who placed or edited the order.
+    pub user_id: String,
+}
+
+/// Data of [`RUN_CLOSE_REQUESTED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCloseRequested {
+    /// The run to close.
+    pub run_id: Uuid,
+    /// The run's Slack channel.
+    pub channel_id: String,
+    /// Who clicked **Close run** (already checked to be allowed to).
+    pub requested_by: String,
+}
+
+/// Data of [`RUN_CLOSED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunClosed {
+    /// The closed run.
+    pub run_id: Uuid,
+    /// The run's Slack channel.
+    pub channel_id: String,
+    /// The runner picked, absent when the run was cancelled.
+    pub runner_id: Option<String>,
+    /// Whether the run closed with no orders.
+    pub cancelled: bool,
+}
+
+/// Data of [`REMINDER_SENT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderSent {
+    /// The run the reminder was for.
+    pub run_id: Uuid,
+    /// The run's Slack channel.
+    pub channel_id: String,
+    /// Who was reminded.
+    pub runner_id: String,
+}
+
+/// Data of [`CHANNEL_CONFIG_CHANGED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelConfigChanged {
+    /// The channel whose configuration changed.
+    pub channel_id: String,
+    /// A Slack user id, an operator's JWT `sub`, or `system`.
+    pub actor: String,
+    /// The audit action, e.g. `disable` or `reminder-offset`.
+    pub action: String,
+}
+
+/// An event a handler wants published, written to the outbox with
+/// [`enqueue`] in the same transaction as the state change that causes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// One of the type constants in this module.
+    pub event_type: &'static str,
+    /// The CloudEvent `subject`, usually the run id.
+    pub subject: Option<String>,
+    /// The Kafka key: the channel id, so a channel's events stay ordered.
+    pub partition_key: String,
+    /// The CloudEvent `data` (JSON).
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event of `event_type` carrying `data` serialised to JSON.
+    ///
+    /// Our payload types serialise infallibly (plain structs of strings,
+    /// ids and booleans); should a future type fail, the event carries JSON
+    /// `null`, which every consumer rejects as malformed and logs, rather
+    /// than this constructor panicking inside a request handler.
+    pub fn new<T: Serialize>(
+        event_type: &'static str,
+        partition_key: impl Into<String>,
+        subject: Option<String>,
+        data: &T,
+    ) -> Self {
+        let data = serde_json::to_value(data).unwrap_or_else(|e| {
+            tracing::error!(error = %e, event_type, "cannot serialise event data");
+            serde_json::Value::Null
+        });
+        Self {
+            event_type,
+            subject,
+            partition_key: partition_key.into(),
+            data,
+        }
+    }
+}
+
+/// The typed `data` of `event`. Missing data, data that is not JSON, or JSON
+/// of the wrong shape is [`HandleEventError::Malformed`]: retrying cannot fix
+/// it.
+pub fn decode_data<T: DeserializeOwned>(event: &Event) -> Result<T, HandleEventError> {
+    let malformed = |reason: String| {
+        HandleEventError::Malformed(format!("event {} ({}): {reason}", event.id(), event.ty()))
+    };
+    let parsed = match event.data() {
+        None => return Err(malformed("has no data".to_owned())),
+        Some(Data::Json(value)) => T::deserialize(value),
+        Some(Data::Binary(bytes)) => serde_json::from_slice(bytes),
+        Some(Data::String(text)) => serde_json::from_str(text),
+    };
+    parsed.map_err(|e| malformed(format!("invalid data: {e}")))
+}
+
+/// The partition key (channel id) an event carries, if any.
+pub fn partition_key(event: &Event) -> Option<String> {
+    event
+        .extension(PARTITION_KEY_EXTENSION)
+        .map(ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudevents::{EventBuilder as _, EventBuilderV10};
+
+    use super::*;
+
+    fn event_with(data: Option<Data>) -> Event {
+        let mut event = EventBuilderV10::new()
+            .id("e-1")
+            .source("/test")
+            .ty(RUN_CREATED)
+            .build()
+            .expect("valid event");
+        if let Some(data) = data {
+            event.set_data(JSON_CONTENT_TYPE, data);
+        }
+        event
+    }
+
+    #[test]
+    fn a_payload_survives_new_event_and_decode_data() {
+        let payload = RunClosed {
+            run_id: Uuid::new_v4(),
+            channel_id: "C1".to_owned(),
+            runner_id: Some("U1".to_owned()),
+            cancelled: false,
+        };
+        let new = NewEvent::new(RUN_CLOSED, "C1", Some(payload.run_id.to_string()), &payload);
+        assert_eq!(new.data["runner_id"], "U1");
+        assert_eq!(new.partition_key, "C1");
+
+        for data in [
+            Data::Json(new.data.clone()),
+            Data::Binary(serde_json::to_vec(&new.data).expect("json")),
+            Data::String(new.data.to_string()),
+        ] {
+            let decoded: RunClosed = decode_data(&event_with(Some(data))).expect("decodes");
+            assert_eq!(decoded, payload);
+        }
+    }
+
+    #[test]
+    fn missing_or_misshapen_data_is_malformed() {
+        let missing = decode_data::<RunCreated>(&event_with(None));
+        assert!(matches!(missing, Err(HandleEventError::Malformed(m)) if m.contains("no data")));
+
+        let wrong = event_with(Some(Data::Json(serde_json::json!({ "run_id": "nope" }))));
+        assert!(matches!(
+            decode_data::<RunCreated>(&wrong),
+            Err(HandleEventError::Malformed(_))
+        ));
+
+        let not_json = event_with(Some(Data::Binary(b"{not json".to_vec())));
+        assert!(matches!(
+            decode_data::<RunCreated>(&not_json),
+            Err(HandleEventError::Malformed(_))
+        ));
+    }
+}
