@@ -20,7 +20,12 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "demo-signing-secret";
 const CHANNEL: &str = "C0DEMO";
-const PEOPLE: [(&str, &str); 4] = [("U0ALICE", "Alice"), ("U0BOB", "Bob"), ("U0CAROL", "Carol"), ("U0DAVE", "Dave")];
+const PEOPLE: [(&str, &str); 4] = [
+    ("U0ALICE", "Alice"),
+    ("U0BOB", "Bob"),
+    ("U0CAROL", "Carol"),
+    ("U0DAVE", "Dave"),
+];
 
 fn name(id: &str) -> &str {
     PEOPLE.iter().find(|(i, _)| *i == id).map_or(id, |(_, n)| n)
@@ -32,7 +37,9 @@ fn readable(text: &str) -> String {
     for (id, n) in PEOPLE {
         out = out.replace(&format!("<@{id}>"), &format!("@{n}"));
     }
-    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The visible text of a message: its blocks' texts, or its fallback text.
@@ -50,7 +57,10 @@ fn visible(message: &Value) -> String {
             }
             for el in block["elements"].as_array().into_iter().flatten() {
                 match el["type"].as_str() {
-                    Some("button") => lines.push(format!("[ {} ]", el["text"]["text"].as_str().unwrap_or("?"))),
+                    Some("button") => lines.push(format!(
+                        "[ {} ]",
+                        el["text"]["text"].as_str().unwrap_or("?")
+                    )),
                     _ => {
                         if let Some(t) = el["text"].as_str() {
                             lines.push(t.to_owned());
@@ -99,8 +109,15 @@ impl Demo {
             ("response_url", &self.slack.response_url("coffee")),
             ("trigger_id", "demo-trigger"),
         ])?;
-        let answer: Value = self.post_signed("/slack/commands", body).await?.json().await?;
-        say(&format!("CoffeeBuddy (only visible to {})", name(user)), &readable(answer["text"].as_str().unwrap_or_default()));
+        let answer: Value = self
+            .post_signed("/slack/commands", body)
+            .await?
+            .json()
+            .await?;
+        say(
+            &format!("CoffeeBuddy (only visible to {})", name(user)),
+            &readable(answer["text"].as_str().unwrap_or_default()),
+        );
         Ok(())
     }
 
@@ -109,7 +126,13 @@ impl Demo {
         self.post_signed("/slack/interactions", body).await
     }
 
-    async fn click(&self, user: &str, action_id: &str, label: &str, run_id: &str) -> anyhow::Result<()> {
+    async fn click(
+        &self,
+        user: &str,
+        action_id: &str,
+        label: &str,
+        run_id: &str,
+    ) -> anyhow::Result<()> {
         say(name(user), &format!("(clicks [ {label} ])"));
         let reply_to = format!("{action_id}-{user}");
         let before = self.slack.calls_to(&format!("response:{reply_to}")).len();
@@ -124,15 +147,36 @@ impl Demo {
         }))
         .await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        for reply in self.slack.calls_to(&format!("response:{reply_to}")).iter().skip(before) {
-            say(&format!("CoffeeBuddy (only visible to {})", name(user)), &readable(reply.body["text"].as_str().unwrap_or_default()));
+        for reply in self
+            .slack
+            .calls_to(&format!("response:{reply_to}"))
+            .iter()
+            .skip(before)
+        {
+            say(
+                &format!("CoffeeBuddy (only visible to {})", name(user)),
+                &readable(reply.body["text"].as_str().unwrap_or_default()),
+            );
         }
         Ok(())
     }
 
-    async fn order(&self, user: &str, run_id: &str, text: &str, options: &[&str]) -> anyhow::Result<()> {
-        let ticked = if options.is_empty() { String::new() } else { format!("  [x] {}", options.join(", ")) };
-        say(name(user), &format!("(types in the order form) {text}{ticked}"));
+    async fn order(
+        &self,
+        user: &str,
+        run_id: &str,
+        text: &str,
+        options: &[&str],
+    ) -> anyhow::Result<()> {
+        let ticked = if options.is_empty() {
+            String::new()
+        } else {
+            format!("  [x] {}", options.join(", "))
+        };
+        say(
+            name(user),
+            &format!("(types in the order form) {text}{ticked}"),
+        );
         let selected: Vec<Value> = options.iter().map(|o| json!({ "value": o })).collect();
         let response = self
             .interact(json!({
@@ -151,10 +195,10 @@ impl Demo {
             }))
             .await?;
         let body = response.text().await?;
-        if let Ok(errors) = serde_json::from_str::<Value>(&body) {
-            if let Some(error) = errors["errors"][blocks::ORDER_BLOCK].as_str() {
-                say("Order form", &format!("(refused) {error}"));
-            }
+        if let Ok(errors) = serde_json::from_str::<Value>(&body)
+            && let Some(error) = errors["errors"][blocks::ORDER_BLOCK].as_str()
+        {
+            say("Order form", &format!("(refused) {error}"));
         }
         Ok(())
     }
@@ -165,9 +209,17 @@ impl Demo {
         for call in calls.iter().skip(from) {
             let to = call.body["channel"].as_str().unwrap_or_default();
             match call.method.as_str() {
-                "chat.postMessage" if to == CHANNEL => say("CoffeeBuddy in #coffee", &visible(&call.body)),
-                "chat.postMessage" => say(&format!("CoffeeBuddy (DM to {})", name(to)), &visible(&call.body)),
-                "chat.update" => say("CoffeeBuddy (updates its message in #coffee)", &visible(&call.body)),
+                "chat.postMessage" if to == CHANNEL => {
+                    say("CoffeeBuddy in #coffee", &visible(&call.body))
+                }
+                "chat.postMessage" => say(
+                    &format!("CoffeeBuddy (DM to {})", name(to)),
+                    &visible(&call.body),
+                ),
+                "chat.update" => say(
+                    "CoffeeBuddy (updates its message in #coffee)",
+                    &visible(&call.body),
+                ),
                 "views.open" => say("CoffeeBuddy", "(opens the order form)"),
                 _ => {}
             }
@@ -200,7 +252,9 @@ impl Demo {
 
 fn find_button_value(v: &Value) -> Option<String> {
     match v {
-        Value::Object(m) if m.get("action_id").and_then(Value::as_str) == Some(blocks::ACTION_ORDER) => {
+        Value::Object(m)
+            if m.get("action_id").and_then(Value::as_str) == Some(blocks::ACTION_ORDER) =>
+        {
             m.get("value").and_then(Value::as_str).map(str::to_owned)
         }
         Value::Object(m) => m.values().find_map(find_button_value),
@@ -210,13 +264,18 @@ fn find_button_value(v: &Value) -> Option<String> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?.with_file_name("coffeebuddy-local");
     if !exe.exists() {
-        bail!("{} not found: build the workspace first (scripts/demo does)", exe.display());
+        bail!(
+            "{} not found: build the workspace first (scripts/demo does)",
+            exe.display()
+        );
     }
     Command::new(exe)
         .env("PORT", port.to_string())
@@ -224,7 +283,10 @@ fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
         .env("SLACK_SIGNING_SECRET", SECRET)
         .env("SLACK_BOT_TOKEN", "xoxb-demo")
         .env("SLACK_API_BASE_URL", slack.base_url())
-        .env("LOG_LEVEL", std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned()))
+        .env(
+            "LOG_LEVEL",
+            std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .env("LOG_FORMAT", "pretty")
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -234,10 +296,10 @@ fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -245,27 +307,43 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
 }
 
 async fn play(demo: &Demo) -> anyhow::Result<()> {
-    println!("=== A coffee run in #coffee (Slack stand-in; every request signed as Slack signs it) ===");
+    println!(
+        "=== A coffee run in #coffee (Slack stand-in; every request signed as Slack signs it) ==="
+    );
     let mut seen = 0;
     demo.coffee("U0ALICE", "in 15m Blue Bottle").await?;
     demo.settle().await;
     seen = demo.show_bot_messages(seen);
     let run_id = demo.run_id()?;
 
-    demo.click("U0BOB", blocks::ACTION_ORDER, "Order", &run_id).await?;
+    demo.click("U0BOB", blocks::ACTION_ORDER, "Order", &run_id)
+        .await?;
     demo.settle().await;
     seen = demo.show_bot_messages(seen);
-    demo.order("U0BOB", &run_id, "flat white, oat milk", &[blocks::OPTION_SAVE_USUAL]).await?;
-    demo.order("U0ALICE", &run_id, "double espresso", &[]).await?;
-    demo.order("U0CAROL", &run_id, "<!channel> chai latte & a cookie", &[]).await?;
-    demo.order("U0DAVE", &run_id, &"very long order ".repeat(12), &[]).await?;
-    demo.order("U0DAVE", &run_id, "cortado", &[blocks::OPTION_RUNNER_AGAIN]).await?;
-    demo.order("U0BOB", &run_id, "flat white, oat milk, extra hot", &[]).await?;
+    demo.order(
+        "U0BOB",
+        &run_id,
+        "flat white, oat milk",
+        &[blocks::OPTION_SAVE_USUAL],
+    )
+    .await?;
+    demo.order("U0ALICE", &run_id, "double espresso", &[])
+        .await?;
+    demo.order("U0CAROL", &run_id, "<!channel> chai latte & a cookie", &[])
+        .await?;
+    demo.order("U0DAVE", &run_id, &"very long order ".repeat(12), &[])
+        .await?;
+    demo.order("U0DAVE", &run_id, "cortado", &[blocks::OPTION_RUNNER_AGAIN])
+        .await?;
+    demo.order("U0BOB", &run_id, "flat white, oat milk, extra hot", &[])
+        .await?;
     demo.settle().await;
     seen = demo.show_bot_messages(seen);
 
-    demo.click("U0CAROL", blocks::ACTION_CLOSE, "Close run", &run_id).await?;
-    demo.click("U0ALICE", blocks::ACTION_CLOSE, "Close run", &run_id).await?;
+    demo.click("U0CAROL", blocks::ACTION_CLOSE, "Close run", &run_id)
+        .await?;
+    demo.click("U0ALICE", blocks::ACTION_CLOSE, "Close run", &run_id)
+        .await?;
     demo.settle().await;
     demo.show_bot_messages(seen);
     println!("\n=== End of the run ===");
@@ -299,7 +377,9 @@ async fn main() -> ExitCode {
         Err(e) => Err(e),
     };
     // Stop the server the way Knative would, and let it drain.
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,11 +53,12 @@ postgres_bin() {
     printf '%s' "$dir"
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
+# A TCP port on 127.0.0.1 that nothing listens on right now. The range stays
+# below Linux's ephemeral ports (32768+), which outgoing connections take.
 free_port() {
     local port
     for _ in $(seq 1 200); do
-        port=$(( (RANDOM % 20000) + 30000 ))
+        port=$(( (RANDOM % 12000) + 20000 ))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s' "$port"
             return 0
@@ -82,14 +83,17 @@ pg_init() {
 }
 
 # pg_start DIR PORT [durable]: starts the cluster on 127.0.0.1:PORT with its
-# socket in DIR. Without "durable", fsync is off (throwaway test data).
+# socket in DIR; fails (without exiting) if it cannot. Without "durable",
+# fsync is off (throwaway test data).
 pg_start() {
     local dir=$1 port=$2 durable=${3:-} bin opts
     bin=$(postgres_bin)
     opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300"
     [ "$durable" = durable ] || opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 -o "$opts" start >/dev/null \
-        || { cat "$dir/postgres.log" >&2; die "Postgres did not start"; }
+    if ! pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 -o "$opts" start >/dev/null; then
+        tail -n 5 "$dir/postgres.log" >&2
+        return 1
+    fi
 }
 
 # pg_stop DIR [mode]: stops the cluster if it runs.
@@ -117,7 +121,8 @@ use_private_postgres() {
     fi
     if ! pg_as_owner "$(postgres_bin)/pg_ctl" -D "$PRIVATE_PG_DIR/data" status >/dev/null 2>&1; then
         log "starting the private Postgres on 127.0.0.1:$port"
-        pg_start "$PRIVATE_PG_DIR" "$port" durable
+        pg_start "$PRIVATE_PG_DIR" "$port" durable \
+            || die "the private Postgres did not start (port $port taken? set DEV_POSTGRES_PORT or DATABASE_URL)"
         PRIVATE_PG_STARTED=1
     fi
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"

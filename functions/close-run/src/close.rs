@@ -5,7 +5,9 @@ use coffeebuddy_shared::db::{effects, orders, runs};
 use coffeebuddy_shared::domain::fairness::{Candidate, select_runner};
 use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
 use coffeebuddy_shared::events::intake::EventRoutes;
-use coffeebuddy_shared::events::{self, HandleEventError, NewEvent, RunCloseRequested, RunClosed, decode_data, outbox};
+use coffeebuddy_shared::events::{
+    self, HandleEventError, NewEvent, RunCloseRequested, RunClosed, decode_data, outbox,
+};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{self, OutgoingMessage, RunView};
 use coffeebuddy_shared::slack::run_view;
@@ -63,7 +65,12 @@ async fn close(ctx: &Context, run_id: Uuid) -> Result<(), HandleEventError> {
         runner_id: closed.runner_id.clone(),
         cancelled: closed.status == runs::RunStatus::Cancelled,
     };
-    let event = NewEvent::new(events::RUN_CLOSED, closed.channel_id.clone(), Some(run_id.to_string()), &data);
+    let event = NewEvent::new(
+        events::RUN_CLOSED,
+        closed.channel_id.clone(),
+        Some(run_id.to_string()),
+        &data,
+    );
     outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
     tx.commit().await?;
     ctx.outbox.notify();
@@ -76,7 +83,10 @@ enum Effect {
     /// Show the outcome on the run message.
     UpdateRunMessage { channel: ChannelId, ts: String },
     /// A new message in the channel or a DM (channel = user id).
-    Post { to: String, message: OutgoingMessage },
+    Post {
+        to: String,
+        message: OutgoingMessage,
+    },
 }
 
 fn planned_effects(run: &runs::Run, view: &RunView) -> Vec<(String, Effect)> {
@@ -143,7 +153,10 @@ async fn announce(ctx: &Context, run_id: Uuid) -> Result<(), HandleEventError> {
     let Some(run) = runs::find(&mut conn, run_id).await? else {
         return Ok(());
     };
-    if !matches!(run.status, runs::RunStatus::Closed | runs::RunStatus::Cancelled) {
+    if !matches!(
+        run.status,
+        runs::RunStatus::Closed | runs::RunStatus::Cancelled
+    ) {
         return Ok(());
     }
     let view = run_view::load(&mut conn, &run).await?;
@@ -152,14 +165,20 @@ async fn announce(ctx: &Context, run_id: Uuid) -> Result<(), HandleEventError> {
             continue;
         }
         let outcome = match &effect {
-            Effect::UpdateRunMessage { channel, ts } => ctx.slack.update_message(channel, ts, &blocks::run_message(&view)).await,
+            Effect::UpdateRunMessage { channel, ts } => {
+                ctx.slack
+                    .update_message(channel, ts, &blocks::run_message(&view))
+                    .await
+            }
             Effect::Post { to, message } => ctx.slack.post_message(to, message).await.map(|_| ()),
         };
         match outcome {
             Ok(()) => effects::record(&mut conn, run_id, &key).await?,
             Err(e) if e.is_retryable() => {
                 // Stop here; the redelivery resumes with what is missing.
-                return Err(HandleEventError::Retryable(anyhow::anyhow!("Slack effect {key}: {e}")));
+                return Err(HandleEventError::Retryable(anyhow::anyhow!(
+                    "Slack effect {key}: {e}"
+                )));
             }
             Err(e) => {
                 // Retrying `user_not_found` forever helps nobody: record it

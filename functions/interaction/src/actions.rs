@@ -9,7 +9,9 @@ use coffeebuddy_shared::domain::ids::UserId;
 use coffeebuddy_shared::domain::order::OrderText;
 use coffeebuddy_shared::events::{self, NewEvent, OrderChanged, RunCloseRequested, outbox};
 use coffeebuddy_shared::runtime::Context;
-use coffeebuddy_shared::slack::blocks::{self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK};
+use coffeebuddy_shared::slack::blocks::{
+    self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
+};
 use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ResponseUrl, ViewSubmission};
 use coffeebuddy_shared::slack::signature::SignedBody;
 use coffeebuddy_shared::slack::{authz, run_view};
@@ -37,7 +39,10 @@ impl IntoResponse for InteractError {
         match self {
             Self::BadPayload(reason) => {
                 tracing::warn!(%reason, "refused an interaction payload");
-                (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "malformed interaction" })))
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({ "error": "malformed interaction" })),
+                )
                     .into_response()
             }
             Self::Unexpected(e) => {
@@ -49,11 +54,20 @@ impl IntoResponse for InteractError {
 }
 
 #[tracing::instrument(name = "interaction", skip_all)]
-pub(crate) async fn handle(State(ctx): State<Context>, SignedBody(body): SignedBody) -> Result<Response, InteractError> {
+pub(crate) async fn handle(
+    State(ctx): State<Context>,
+    SignedBody(body): SignedBody,
+) -> Result<Response, InteractError> {
     match Interaction::from_form(&body).map_err(|e| InteractError::BadPayload(e.to_string()))? {
-        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_ORDER => open_order_modal(&ctx, action).await,
-        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_CLOSE => close_run(&ctx, action).await,
-        Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => submit_order(&ctx, view).await,
+        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_ORDER => {
+            open_order_modal(&ctx, action).await
+        }
+        Interaction::BlockAction(action) if action.action_id == blocks::ACTION_CLOSE => {
+            close_run(&ctx, action).await
+        }
+        Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => {
+            submit_order(&ctx, view).await
+        }
         other => {
             tracing::debug!(?other, "ignored an interaction we do not handle");
             Ok(StatusCode::OK.into_response())
@@ -89,11 +103,19 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
     let run = match runs::find(&mut conn, run_id).await? {
         Some(run) if run.status == runs::RunStatus::Open => run,
         Some(_) => {
-            tell(ctx, action.response_url, "This coffee run is closed; orders can no longer be placed or changed.".to_owned());
+            tell(
+                ctx,
+                action.response_url,
+                "This coffee run is closed; orders can no longer be placed or changed.".to_owned(),
+            );
             return Ok(StatusCode::OK.into_response());
         }
         None => {
-            tell(ctx, action.response_url, "This coffee run no longer exists.".to_owned());
+            tell(
+                ctx,
+                action.response_url,
+                "This coffee run no longer exists.".to_owned(),
+            );
             return Ok(StatusCode::OK.into_response());
         }
     };
@@ -114,15 +136,22 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
         // The trigger id is single-use and expires in 3 s: there is nothing
         // to retry. Tell the person so they can click again.
         tracing::warn!(error = %e, "views.open failed");
-        tell(ctx, action.response_url, "Sorry, the order form could not be opened. Please click *Order* again.".to_owned());
+        tell(
+            ctx,
+            action.response_url,
+            "Sorry, the order form could not be opened. Please click *Order* again.".to_owned(),
+        );
     }
     Ok(StatusCode::OK.into_response())
 }
 
 async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, InteractError> {
-    let refuse = |message: String| Ok(Json(blocks::modal_errors(&[(ORDER_BLOCK, message)])).into_response());
+    let refuse =
+        |message: String| Ok(Json(blocks::modal_errors(&[(ORDER_BLOCK, message)])).into_response());
     let Some(run_id) = run_id_of(Some(&view.private_metadata)) else {
-        return refuse("This order form is out of date. Please close it and click *Order* again.".to_owned());
+        return refuse(
+            "This order form is out of date. Please close it and click *Order* again.".to_owned(),
+        );
     };
     let text = match OrderText::parse(view.order_text.as_deref().unwrap_or_default()) {
         Ok(text) => text,
@@ -142,7 +171,13 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
         _ => return refuse("This coffee run has closed, so your order was not saved.".to_owned()),
     };
     let change = orders::upsert(&mut tx, run_id, user, text.as_ref(), runner_again).await?;
-    orders::save_preferences(&mut tx, user, save_usual.then_some(text.as_ref()), runner_again).await?;
+    orders::save_preferences(
+        &mut tx,
+        user,
+        save_usual.then_some(text.as_ref()),
+        runner_again,
+    )
+    .await?;
     let event_type = match change {
         orders::OrderChange::Placed => events::ORDER_PLACED,
         orders::OrderChange::Updated => events::ORDER_UPDATED,
@@ -152,7 +187,12 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
         channel_id: run.channel_id.clone(),
         user_id: user.to_owned(),
     };
-    let event = NewEvent::new(event_type, run.channel_id.clone(), Some(run_id.to_string()), &data);
+    let event = NewEvent::new(
+        event_type,
+        run.channel_id.clone(),
+        Some(run_id.to_string()),
+        &data,
+    );
     outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
     tx.commit().await?;
     ctx.outbox.notify();
@@ -168,20 +208,41 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
     };
     let mut tx = ctx.db.begin().await?;
     let Some(run) = runs::find(&mut tx, run_id).await? else {
-        tell(ctx, action.response_url, "This coffee run no longer exists.".to_owned());
+        tell(
+            ctx,
+            action.response_url,
+            "This coffee run no longer exists.".to_owned(),
+        );
         return Ok(StatusCode::OK.into_response());
     };
     if run.status != runs::RunStatus::Open {
-        tell(ctx, action.response_url, "This coffee run is already closed (or closing).".to_owned());
+        tell(
+            ctx,
+            action.response_url,
+            "This coffee run is already closed (or closing).".to_owned(),
+        );
         return Ok(StatusCode::OK.into_response());
     }
-    if !may_close(ctx, &mut tx, &run, &action.user_id, action.response_url.clone()).await? {
+    if !may_close(
+        ctx,
+        &mut tx,
+        &run,
+        &action.user_id,
+        action.response_url.clone(),
+    )
+    .await?
+    {
         return Ok(StatusCode::OK.into_response());
     }
     let now = ctx.clock.now();
-    let Some(run) = runs::request_close(&mut tx, run_id, action.user_id.as_ref(), now).await? else {
+    let Some(run) = runs::request_close(&mut tx, run_id, action.user_id.as_ref(), now).await?
+    else {
         // Someone else's click won the race.
-        tell(ctx, action.response_url, "This coffee run is already being closed.".to_owned());
+        tell(
+            ctx,
+            action.response_url,
+            "This coffee run is already being closed.".to_owned(),
+        );
         return Ok(StatusCode::OK.into_response());
     };
     let data = RunCloseRequested {
@@ -189,7 +250,12 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
         channel_id: run.channel_id.clone(),
         requested_by: action.user_id.to_string(),
     };
-    let event = NewEvent::new(events::RUN_CLOSE_REQUESTED, run.channel_id.clone(), Some(run_id.to_string()), &data);
+    let event = NewEvent::new(
+        events::RUN_CLOSE_REQUESTED,
+        run.channel_id.clone(),
+        Some(run_id.to_string()),
+        &data,
+    );
     outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
     tx.commit().await?;
     ctx.outbox.notify();
@@ -216,7 +282,10 @@ async fn may_close(
             tell(
                 ctx,
                 response_url,
-                format!("Only <@{}> (who started this run) or a channel admin can close it.", run.initiator_id),
+                format!(
+                    "Only <@{}> (who started this run) or a channel admin can close it.",
+                    run.initiator_id
+                ),
             );
             Ok(false)
         }

@@ -32,13 +32,20 @@ async fn refresh_run_message(ctx: &Context, data: OrderChanged) -> Result<(), Ha
     let Some(ts) = run.message_ts.clone() else {
         // The run message is not posted yet; it will show this order when it
         // is. Retry so the count is right even if that post already raced by.
-        return Err(HandleEventError::Retryable(anyhow::anyhow!("run message not posted yet")));
+        return Err(HandleEventError::Retryable(anyhow::anyhow!(
+            "run message not posted yet"
+        )));
     };
     let view = run_view::load(&mut conn, &run).await?;
     drop(conn);
-    let channel = ChannelId::parse(&run.channel_id)
-        .map_err(|_| HandleEventError::Malformed("stored channel id is not a Slack id".to_owned()))?;
-    match ctx.slack.update_message(&channel, &ts, &blocks::run_message(&view)).await {
+    let channel = ChannelId::parse(&run.channel_id).map_err(|_| {
+        HandleEventError::Malformed("stored channel id is not a Slack id".to_owned())
+    })?;
+    match ctx
+        .slack
+        .update_message(&channel, &ts, &blocks::run_message(&view))
+        .await
+    {
         Ok(()) => Ok(()),
         Err(e) => run_view::on_slack_error(e, "updating the run message"),
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::Router;
 use cloudevents::{EventBuilder, EventBuilderV10};
 use coffeebuddy_shared::config::ServiceIdentity;
-use coffeebuddy_shared::events::sink::{self, EventSink, InProcessSink};
-use coffeebuddy_shared::events::{self};
+use coffeebuddy_shared::events::sink::{EventSink, InProcessSink};
+use coffeebuddy_shared::events::{self, BoxFuture, DeliverError, kafka};
 use coffeebuddy_shared::runtime::{Context, Service};
 
 /// Who this process is. Ory is optional here: a developer's laptop has none.
@@ -83,16 +83,27 @@ pub fn service(ctx: Context) -> anyhow::Result<Service> {
         delivery.add_target(router);
     }
     let mut service = Service::new(slack_router(&ctx));
-    if let Some(kafka) = ctx.settings.kafka.clone() {
+    if let Some(settings) = ctx.settings.kafka.clone() {
+        service = service.with_probe(kafka::kafka_probe(&settings)?);
         let consumer = delivery.clone();
         tokio::spawn(async move {
-            let deliver = move |event: cloudevents::Event| {
-                let consumer = consumer.clone();
-                Box::pin(async move { consumer.deliver(&event).await }) as sink::BoxFuture<'static, _>
-            };
-            sink::consume(&kafka, KAFKA_GROUP_ID, deliver, std::future::pending::<()>()).await;
+            let deliver =
+                move |event: cloudevents::Event| -> BoxFuture<'static, Result<(), DeliverError>> {
+                    let consumer = consumer.clone();
+                    Box::pin(async move { consumer.deliver(&event).await })
+                };
+            // Runs until the process stops; Kafka outages are retried inside.
+            if let Err(e) = kafka::consume(
+                &settings,
+                KAFKA_GROUP_ID,
+                deliver,
+                std::future::pending::<()>(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "the Kafka consumer cannot run; events will not be delivered");
+            }
         });
-        service = service.with_probe(sink::kafka_probe(ctx.settings.kafka.as_ref().expect("checked above")));
     }
     spawn_ticker(delivery, Duration::from_secs(ctx.settings.tick_seconds));
     Ok(service)

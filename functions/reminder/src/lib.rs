@@ -31,11 +31,9 @@ pub fn event_router(ctx: &Context) -> Router {
         .on(events::PING, move |_event| {
             let ctx = ctx.clone();
             async move {
-                let published = ctx
-                    .outbox
-                    .publish_pending()
-                    .await
-                    .map_err(|e| HandleEventError::Retryable(anyhow::anyhow!("outbox sweep: {e}")))?;
+                let published = ctx.outbox.publish_pending().await.map_err(|e| {
+                    HandleEventError::Retryable(anyhow::anyhow!("outbox sweep: {e}"))
+                })?;
                 if published > 0 {
                     tracing::info!(published, "outbox sweep republished events");
                 }

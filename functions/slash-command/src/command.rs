@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// Why a command got no run. Every variant is an answer the person sees.
 #[derive(Debug, thiserror::Error)]
-enum StartCoffeeError {
+pub(crate) enum StartCoffeeError {
     /// The body is not a slash-command payload (not from Slack as we know it).
     #[error("malformed slash command payload: {0}")]
     BadPayload(String),
@@ -29,7 +29,10 @@ impl IntoResponse for StartCoffeeError {
         match self {
             Self::BadPayload(reason) => {
                 tracing::warn!(%reason, "refused a slash command payload");
-                (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "malformed slash command" })))
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({ "error": "malformed slash command" })),
+                )
                     .into_response()
             }
             // Slack shows a 500 as a cryptic "dispatch_failed"; a 200 with an
@@ -54,7 +57,8 @@ pub(crate) async fn handle(
     State(ctx): State<Context>,
     SignedBody(body): SignedBody,
 ) -> Result<Json<serde_json::Value>, StartCoffeeError> {
-    let cmd = SlashCommand::from_form(&body).map_err(|e| StartCoffeeError::BadPayload(e.to_string()))?;
+    let cmd =
+        SlashCommand::from_form(&body).map_err(|e| StartCoffeeError::BadPayload(e.to_string()))?;
     let span = tracing::Span::current();
     span.record("channel_id", cmd.channel_id.as_ref());
     span.record("user_id", cmd.user_id.as_ref());
@@ -71,7 +75,7 @@ pub(crate) async fn handle(
     if !channel.enabled {
         tracing::info!("refused: channel disabled");
         return Ok(answer(
-            "CoffeeBuddy has been disabled in this channel by an admin. A channel admin can turn it back on with `/coffee-admin enable`.",
+            "CoffeeBuddy has been disabled by an admin in this channel. A channel admin can turn it back on with `/coffee-admin enable`.",
         ));
     }
 

@@ -30,7 +30,11 @@ async fn post_run_message(ctx: &Context, data: RunCreated) -> Result<(), HandleE
         return Ok(());
     }
     let view = run_view::load(&mut tx, &run).await?;
-    match ctx.slack.post_message(&run.channel_id, &blocks::run_message(&view)).await {
+    match ctx
+        .slack
+        .post_message(&run.channel_id, &blocks::run_message(&view))
+        .await
+    {
         Ok(posted) => {
             runs::set_message_ts(&mut tx, run.run_id, &posted.ts).await?;
             tx.commit().await?;

@@ -121,7 +121,10 @@ impl Context {
 
 impl axum::extract::FromRef<Context> for SlackVerifier {
     fn from_ref(ctx: &Context) -> Self {
-        SlackVerifier::new(ctx.settings.slack.signing_secret.clone(), Arc::clone(&ctx.clock))
+        SlackVerifier::new(
+            ctx.settings.slack.signing_secret.clone(),
+            Arc::clone(&ctx.clock),
+        )
     }
 }
 
@@ -267,6 +270,9 @@ where
     serve(listener, app, shutdown_signal())
         .await
         .context("server error")?;
+    // Whatever the relay had not published stays in the outbox for the next
+    // process (or the ping sweep): nothing is lost by stopping it here.
+    relay.abort();
     pool.close().await;
     Ok(())
 }

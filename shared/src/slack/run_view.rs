@@ -18,12 +18,15 @@ pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, H
         .await?
         .map_or(chrono_tz::UTC, |c| c.timezone);
     let orders = orders::active(&mut *conn, run.run_id).await?;
-    let malformed = |what: &str| HandleEventError::Malformed(format!("stored {what} is not a Slack id"));
+    let malformed =
+        |what: &str| HandleEventError::Malformed(format!("stored {what} is not a Slack id"));
     Ok(RunView {
         run_id: run.run_id,
         channel_id: ChannelId::parse(&run.channel_id).map_err(|_| malformed("channel"))?,
         initiator: UserId::parse(&run.initiator_id).map_err(|_| malformed("initiator"))?,
-        pickup: run.pickup_at.map(|at| Pickup::from_stored(at).display_in(tz)),
+        pickup: run
+            .pickup_at
+            .map(|at| Pickup::from_stored(at).display_in(tz)),
         note: run.note.clone(),
         state: match run.status {
             runs::RunStatus::Open => RunState::Open,

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use coffeebuddy_shared::slack::blocks;
 use serde_json::Value;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::helpers::{CoffeeApp, WAIT, all_text, button_labels};
@@ -17,10 +16,6 @@ const CHANNEL: &str = "C0COFFEE";
 const ALICE: &str = "U0ALICE";
 const BOB: &str = "U0BOB";
 const CAROL: &str = "U0CAROL";
-
-async fn pool(opts: &PgConnectOptions) -> PgPool {
-    PgPoolOptions::new().max_connections(20).connect_with(opts.clone()).await.unwrap()
-}
 
 /// Messages posted to one channel or user, in order.
 fn posts_to(app: &CoffeeApp, to: &str) -> Vec<Value> {
@@ -35,7 +30,10 @@ fn posts_to(app: &CoffeeApp, to: &str) -> Vec<Value> {
 async fn wait_until<F: Fn() -> bool>(what: &str, done: F) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
@@ -46,12 +44,20 @@ async fn full_run(app: &CoffeeApp, initiator: &str, people: &[&str], nth_run: us
     assert_eq!(status, 200);
     let run_id = app.posted_run(CHANNEL).await;
     for person in people {
-        let r = app.submit_order(person, run_id, &format!("latte for {person}"), &[]).await;
+        let r = app
+            .submit_order(person, run_id, &format!("latte for {person}"), &[])
+            .await;
         assert_eq!(r.status(), 200);
     }
-    assert_eq!(app.click_close(CHANNEL, initiator, run_id).await.status(), 200);
+    assert_eq!(
+        app.click_close(CHANNEL, initiator, run_id).await.status(),
+        200
+    );
     // Each run posts two channel messages: the run message and the summary.
-    wait_until("the summary", || posts_to(app, CHANNEL).len() >= 2 * nth_run).await;
+    wait_until("the summary", || {
+        posts_to(app, CHANNEL).len() >= 2 * nth_run
+    })
+    .await;
     let runner: Option<String> = sqlx::query_scalar("SELECT runner_id FROM runs WHERE run_id = $1")
         .bind(run_id)
         .fetch_one(&app.ctx.db)
@@ -61,9 +67,9 @@ async fn full_run(app: &CoffeeApp, initiator: &str, people: &[&str], nth_run: us
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn a_whole_run_from_coffee_to_summary_and_dms(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn a_whole_run_from_coffee_to_summary_and_dms(pool: PgPool) {
     // Arrange
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+    let app = CoffeeApp::start(pool.clone()).await;
 
     // Act: Alice starts a run.
     let (status, answer) = app.coffee(CHANNEL, ALICE, "in 15m Blue Bottle").await;
@@ -75,21 +81,39 @@ async fn a_whole_run_from_coffee_to_summary_and_dms(_: PgPoolOptions, opts: PgCo
     let run_message = posts_to(&app, CHANNEL).remove(0);
     assert_eq!(button_labels(&run_message), ["Order", "Close run"]);
     let text = all_text(&run_message);
-    assert!(text.contains("<@U0ALICE>") && text.contains("Blue Bottle"), "{text}");
+    assert!(
+        text.contains("<@U0ALICE>") && text.contains("Blue Bottle"),
+        "{text}"
+    );
 
     // Act: Bob clicks Order and gets the modal.
     assert_eq!(app.click_order(CHANNEL, BOB, run_id).await.status(), 200);
     let opened = app.slack.wait_for_calls("views.open", 1, WAIT).await;
-    assert_eq!(opened[0].body["trigger_id"], format!("trigger-{BOB}-{}", blocks::ACTION_ORDER));
-    assert_eq!(opened[0].body["view"]["private_metadata"], run_id.to_string());
+    assert_eq!(
+        opened[0].body["trigger_id"],
+        format!("trigger-{BOB}-{}", blocks::ACTION_ORDER)
+    );
+    assert_eq!(
+        opened[0].body["view"]["private_metadata"],
+        run_id.to_string()
+    );
 
     // Act: three people order; Bob then edits his order.
-    for (who, what) in [(ALICE, "flat white"), (BOB, "espresso"), (CAROL, "<!channel> oat latte & <@U0BOB>")] {
+    for (who, what) in [
+        (ALICE, "flat white"),
+        (BOB, "espresso"),
+        (CAROL, "<!channel> oat latte & <@U0BOB>"),
+    ] {
         let r = app.submit_order(who, run_id, what, &[]).await;
         assert_eq!(r.status(), 200, "{who}");
-        assert!(r.text().await.unwrap().is_empty(), "an empty 200 closes the modal");
+        assert!(
+            r.text().await.unwrap().is_empty(),
+            "an empty 200 closes the modal"
+        );
     }
-    let r = app.submit_order(BOB, run_id, "double espresso", &[blocks::OPTION_SAVE_USUAL]).await;
+    let r = app
+        .submit_order(BOB, run_id, "double espresso", &[blocks::OPTION_SAVE_USUAL])
+        .await;
     assert_eq!(r.status(), 200);
 
     // Assert: one active order each, Bob's edited; his usual is saved.
@@ -102,11 +126,12 @@ async fn a_whole_run_from_coffee_to_summary_and_dms(_: PgPoolOptions, opts: PgCo
     .unwrap();
     assert_eq!(orders.len(), 3);
     assert!(orders.contains(&(BOB.to_owned(), "double espresso".to_owned())));
-    let usual: String = sqlx::query_scalar("SELECT usual_order FROM user_preferences WHERE user_id = $1")
-        .bind(BOB)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let usual: String =
+        sqlx::query_scalar("SELECT usual_order FROM user_preferences WHERE user_id = $1")
+            .bind(BOB)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
     assert_eq!(usual, "double espresso");
 
     // Act + Assert: bad orders are refused on the input and change nothing.
@@ -117,31 +142,39 @@ async fn a_whole_run_from_coffee_to_summary_and_dms(_: PgPoolOptions, opts: PgCo
         assert_eq!(body["response_action"], "errors", "{bad:?}");
         assert!(body["errors"][blocks::ORDER_BLOCK].is_string(), "{body}");
     }
-    let alice_order: String = sqlx::query_scalar("SELECT order_text FROM orders WHERE run_id = $1 AND user_id = $2 AND active")
-        .bind(run_id)
-        .bind(ALICE)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let alice_order: String = sqlx::query_scalar(
+        "SELECT order_text FROM orders WHERE run_id = $1 AND user_id = $2 AND active",
+    )
+    .bind(run_id)
+    .bind(ALICE)
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap();
     assert_eq!(alice_order, "flat white");
 
     // Assert: the run message shows three participants, text escaped.
     wait_until("the run message to show three orders", || {
-        app.slack
-            .calls_to("chat.update")
-            .last()
-            .is_some_and(|u| all_text(&u.body).contains("double espresso") && all_text(&u.body).contains("oat latte"))
+        app.slack.calls_to("chat.update").last().is_some_and(|u| {
+            all_text(&u.body).contains("double espresso") && all_text(&u.body).contains("oat latte")
+        })
     })
     .await;
     let updated = all_text(&app.slack.calls_to("chat.update").last().unwrap().body);
-    assert!(updated.contains("&lt;!channel&gt;") && !updated.contains("<!channel>"), "{updated}");
+    assert!(
+        updated.contains("&lt;!channel&gt;") && !updated.contains("<!channel>"),
+        "{updated}"
+    );
     assert!(updated.contains("&lt;@U0BOB&gt;"), "{updated}");
 
     // Act + Assert: Carol (a participant, not the initiator, not an admin) cannot close.
     assert_eq!(app.click_close(CHANNEL, CAROL, run_id).await.status(), 200);
     let refusal = app
         .slack
-        .wait_for_calls(&format!("response:{}-{CAROL}", blocks::ACTION_CLOSE), 1, WAIT)
+        .wait_for_calls(
+            &format!("response:{}-{CAROL}", blocks::ACTION_CLOSE),
+            1,
+            WAIT,
+        )
         .await;
     assert_eq!(refusal[0].body["response_type"], "ephemeral");
     assert!(all_text(&refusal[0].body).contains("<@U0ALICE>"));
@@ -157,48 +190,69 @@ async fn a_whole_run_from_coffee_to_summary_and_dms(_: PgPoolOptions, opts: PgCo
 
     // Assert: a summary naming the runner with every order, and DMs.
     wait_until("the summary and three DMs", || {
-        posts_to(&app, CHANNEL).len() >= 2 && [ALICE, BOB, CAROL].iter().all(|u| !posts_to(&app, u).is_empty())
+        posts_to(&app, CHANNEL).len() >= 2
+            && [ALICE, BOB, CAROL]
+                .iter()
+                .all(|u| !posts_to(&app, u).is_empty())
     })
     .await;
-    let (runner, status): (Option<String>, String) = sqlx::query_as("SELECT runner_id, status FROM runs WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let (runner, status): (Option<String>, String) =
+        sqlx::query_as("SELECT runner_id, status FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
     let runner = runner.unwrap();
     assert_eq!(status, "closed");
     let summary = all_text(&posts_to(&app, CHANNEL)[1]);
     assert!(summary.contains(&format!("<@{runner}>")), "{summary}");
     for order in ["flat white", "double espresso", "oat latte"] {
-        assert!(summary.contains(order), "{order} missing from the summary:\n{summary}");
+        assert!(
+            summary.contains(order),
+            "{order} missing from the summary:\n{summary}"
+        );
     }
     let runner_dm = all_text(&posts_to(&app, &runner)[0]);
     for order in ["flat white", "double espresso", "oat latte"] {
-        assert!(runner_dm.contains(order), "{order} missing from the runner DM:\n{runner_dm}");
+        assert!(
+            runner_dm.contains(order),
+            "{order} missing from the runner DM:\n{runner_dm}"
+        );
     }
-    assert!(runner_dm.contains("Blue Bottle"), "the note is in the runner DM:\n{runner_dm}");
+    assert!(
+        runner_dm.contains("Blue Bottle"),
+        "the note is in the runner DM:\n{runner_dm}"
+    );
     for other in [ALICE, BOB, CAROL].into_iter().filter(|u| *u != runner) {
         let dm = all_text(&posts_to(&app, other)[0]);
-        assert!(dm.contains(&format!("<@{runner}>")), "{other}'s DM names the runner:\n{dm}");
+        assert!(
+            dm.contains(&format!("<@{runner}>")),
+            "{other}'s DM names the runner:\n{dm}"
+        );
     }
-    let served: i32 = sqlx::query_scalar("SELECT runs_served_count FROM channel_user_stats WHERE channel_id = $1 AND user_id = $2")
-        .bind(CHANNEL)
-        .bind(&runner)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let served: i32 = sqlx::query_scalar(
+        "SELECT runs_served_count FROM channel_user_stats WHERE channel_id = $1 AND user_id = $2",
+    )
+    .bind(CHANNEL)
+    .bind(&runner)
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap();
     assert_eq!(served, 1);
     // The run message now shows the outcome, without buttons.
     wait_until("the run message to show the runner", || {
-        app.slack.calls_to("chat.update").iter().any(|u| button_labels(&u.body).is_empty())
+        app.slack
+            .calls_to("chat.update")
+            .iter()
+            .any(|u| button_labels(&u.body).is_empty())
     })
     .await;
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn four_runs_with_the_same_three_people_rotate_the_runner(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn four_runs_with_the_same_three_people_rotate_the_runner(pool: PgPool) {
     // Arrange
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+    let app = CoffeeApp::start(pool.clone()).await;
 
     // Act
     let mut runners = Vec::new();
@@ -223,9 +277,9 @@ async fn four_runs_with_the_same_three_people_rotate_the_runner(_: PgPoolOptions
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn ten_concurrent_close_clicks_close_once(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn ten_concurrent_close_clicks_close_once(pool: PgPool) {
     // Arrange
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+    let app = CoffeeApp::start(pool.clone()).await;
     app.coffee(CHANNEL, ALICE, "").await;
     let run_id = app.posted_run(CHANNEL).await;
     for who in [ALICE, BOB, CAROL] {
@@ -238,35 +292,51 @@ async fn ten_concurrent_close_clicks_close_once(_: PgPoolOptions, opts: PgConnec
 
     // Assert
     assert!(responses.iter().all(|r| r.status() == 200));
-    wait_until("the DMs", || [ALICE, BOB, CAROL].iter().all(|u| !posts_to(&app, u).is_empty())).await;
+    wait_until("the DMs", || {
+        [ALICE, BOB, CAROL]
+            .iter()
+            .all(|u| !posts_to(&app, u).is_empty())
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await; // let any duplicate show itself
     for who in [ALICE, BOB, CAROL] {
         assert_eq!(posts_to(&app, who).len(), 1, "{who} got exactly one DM");
     }
-    assert_eq!(posts_to(&app, CHANNEL).len(), 2, "one run message and one summary");
-    let served: i64 = sqlx::query_scalar("SELECT COALESCE(sum(runs_served_count), 0) FROM channel_user_stats WHERE channel_id = $1")
-        .bind(CHANNEL)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    assert_eq!(
+        posts_to(&app, CHANNEL).len(),
+        2,
+        "one run message and one summary"
+    );
+    let served: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(runs_served_count), 0) FROM channel_user_stats WHERE channel_id = $1",
+    )
+    .bind(CHANNEL)
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap();
     assert_eq!(served, 1);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'com.coffeebuddy.run.close_requested.v1'")
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE event_type = 'com.coffeebuddy.run.close_requested.v1'",
+    )
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap();
     assert_eq!(events, 1);
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn a_redelivered_close_event_sends_everything_once(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn a_redelivered_close_event_sends_everything_once(pool: PgPool) {
     // Arrange: a run closed the normal way.
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+    let app = CoffeeApp::start(pool.clone()).await;
     app.coffee(CHANNEL, ALICE, "").await;
     let run_id = app.posted_run(CHANNEL).await;
     app.submit_order(ALICE, run_id, "tea", &[]).await;
     app.submit_order(BOB, run_id, "coffee", &[]).await;
     app.click_close(CHANNEL, ALICE, run_id).await;
-    wait_until("the DMs", || [ALICE, BOB].iter().all(|u| !posts_to(&app, u).is_empty())).await;
+    wait_until("the DMs", || {
+        [ALICE, BOB].iter().all(|u| !posts_to(&app, u).is_empty())
+    })
+    .await;
     let calls_before = app.slack.calls().len();
 
     // Act: Kafka redelivers the same close event (same id) twice more.
@@ -276,7 +346,8 @@ async fn a_redelivered_close_event_sends_everything_once(_: PgPoolOptions, opts:
     .fetch_one(&app.ctx.db)
     .await
     .unwrap();
-    let close_run = coffeebuddy_test_support::spawn(coffeebuddy_close_run::event_router(&app.ctx)).await;
+    let close_run =
+        coffeebuddy_test_support::spawn(coffeebuddy_close_run::event_router(&app.ctx)).await;
     for _ in 0..2 {
         let response = reqwest::Client::new()
             .post(close_run.url("/"))
@@ -293,19 +364,26 @@ async fn a_redelivered_close_event_sends_everything_once(_: PgPoolOptions, opts:
     }
 
     // Assert: no new Slack calls, and the runner was counted once.
-    assert_eq!(app.slack.calls().len(), calls_before, "{:#?}", &app.slack.calls()[calls_before..]);
-    let served: i64 = sqlx::query_scalar("SELECT sum(runs_served_count) FROM channel_user_stats WHERE channel_id = $1")
-        .bind(CHANNEL)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    assert_eq!(
+        app.slack.calls().len(),
+        calls_before,
+        "{:#?}",
+        &app.slack.calls()[calls_before..]
+    );
+    let served: i64 = sqlx::query_scalar(
+        "SELECT sum(runs_served_count) FROM channel_user_stats WHERE channel_id = $1",
+    )
+    .bind(CHANNEL)
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap();
     assert_eq!(served, 1);
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn a_restart_between_ordering_and_closing_loses_nothing(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn a_restart_between_ordering_and_closing_loses_nothing(pool: PgPool) {
     // Arrange: orders placed on one process…
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+    let app = CoffeeApp::start(pool.clone()).await;
     app.coffee(CHANNEL, ALICE, "Blue Bottle").await;
     let run_id = app.posted_run(CHANNEL).await;
     app.submit_order(ALICE, run_id, "flat white", &[]).await;
@@ -313,41 +391,54 @@ async fn a_restart_between_ordering_and_closing_loses_nothing(_: PgPoolOptions, 
     let slack = app.stop().await;
 
     // Act: …a new process closes the run.
-    let app = CoffeeApp::start_with(pool(&opts).await, &opts, slack, &[]).await;
+    let app = CoffeeApp::start_with(pool.clone(), slack, &[]).await;
     app.click_close(CHANNEL, ALICE, run_id).await;
 
     // Assert
     wait_until("the summary", || posts_to(&app, CHANNEL).len() >= 2).await;
     let summary = all_text(posts_to(&app, CHANNEL).last().unwrap());
-    assert!(summary.contains("flat white") && summary.contains("cortado"), "{summary}");
+    assert!(
+        summary.contains("flat white") && summary.contains("cortado"),
+        "{summary}"
+    );
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn a_run_nobody_ordered_in_is_cancelled(_: PgPoolOptions, opts: PgConnectOptions) {
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+async fn a_run_nobody_ordered_in_is_cancelled(pool: PgPool) {
+    let app = CoffeeApp::start(pool.clone()).await;
     app.coffee(CHANNEL, ALICE, "").await;
     let run_id = app.posted_run(CHANNEL).await;
 
     app.click_close(CHANNEL, ALICE, run_id).await;
 
     wait_until("the run message to say cancelled", || {
-        app.slack.calls_to("chat.update").iter().any(|u| all_text(&u.body).contains("cancelled"))
+        app.slack
+            .calls_to("chat.update")
+            .iter()
+            .any(|u| all_text(&u.body).contains("cancelled"))
     })
     .await;
-    let (status, runner): (String, Option<String>) = sqlx::query_as("SELECT status, runner_id FROM runs WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_one(&app.ctx.db)
-        .await
-        .unwrap();
+    let (status, runner): (String, Option<String>) =
+        sqlx::query_as("SELECT status, runner_id FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
     assert_eq!((status.as_str(), runner), ("cancelled", None));
-    assert!(posts_to(&app, ALICE).is_empty(), "no DMs for a cancelled run");
+    assert!(
+        posts_to(&app, ALICE).is_empty(),
+        "no DMs for a cancelled run"
+    );
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn refusals_are_ephemeral_and_start_nothing(_: PgPoolOptions, opts: PgConnectOptions) {
-    let app = CoffeeApp::start(pool(&opts).await, &opts).await;
+async fn refusals_are_ephemeral_and_start_nothing(pool: PgPool) {
+    let app = CoffeeApp::start(pool.clone()).await;
     let runs = |db: PgPool| async move {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM runs").fetch_one(&db).await.unwrap()
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM runs")
+            .fetch_one(&db)
+            .await
+            .unwrap()
     };
 
     // Bad arguments get the usage and no run.
@@ -355,7 +446,10 @@ async fn refusals_are_ephemeral_and_start_nothing(_: PgPoolOptions, opts: PgConn
         let (status, answer) = app.coffee(CHANNEL, ALICE, bad).await;
         assert_eq!(status, 200);
         assert_eq!(answer["response_type"], "ephemeral", "{bad}");
-        assert!(answer["text"].as_str().unwrap().contains("/coffee"), "usage shown for {bad}");
+        assert!(
+            answer["text"].as_str().unwrap().contains("/coffee"),
+            "usage shown for {bad}"
+        );
     }
     assert_eq!(runs(app.ctx.db.clone()).await, 0);
 
@@ -367,16 +461,24 @@ async fn refusals_are_ephemeral_and_start_nothing(_: PgPoolOptions, opts: PgConn
     // A second run in the same channel is refused, naming the open one's starter.
     app.coffee(CHANNEL, ALICE, "").await;
     let (_, second) = app.coffee(CHANNEL, BOB, "").await;
-    assert!(second["text"].as_str().unwrap().contains("<@U0ALICE>"), "{second}");
+    assert!(
+        second["text"].as_str().unwrap().contains("<@U0ALICE>"),
+        "{second}"
+    );
     assert_eq!(runs(app.ctx.db.clone()).await, 1);
 
-    // A disabled channel refuses.
-    app.coffee("C0OTHER", ALICE, "help").await; // first sight creates the channel
-    sqlx::query("UPDATE channels SET enabled = false WHERE channel_id = 'C0OTHER'")
+    // A channel an admin disabled refuses.
+    sqlx::query("INSERT INTO channels (channel_id, enabled) VALUES ('C0OTHER', false)")
         .execute(&app.ctx.db)
         .await
         .unwrap();
     let (_, disabled) = app.coffee("C0OTHER", ALICE, "").await;
-    assert!(disabled["text"].as_str().unwrap().contains("disabled by an admin"), "{disabled}");
+    assert!(
+        disabled["text"]
+            .as_str()
+            .unwrap()
+            .contains("disabled by an admin"),
+        "{disabled}"
+    );
     assert_eq!(runs(app.ctx.db.clone()).await, 1);
 }

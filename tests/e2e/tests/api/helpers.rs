@@ -34,11 +34,8 @@ pub(crate) async fn spawn_local(
     database_url: &str,
     extra: &[(&str, &str)],
 ) -> (TestServer, Context) {
-    let ctx = Context {
-        settings: Arc::new(coffeebuddy_test_support::settings(database_url, extra)),
-        db: pool,
-        clock: Arc::new(SystemClock),
-    };
+    let settings = Arc::new(coffeebuddy_test_support::settings(database_url, extra));
+    let ctx = Context::new(settings, pool, Arc::new(SystemClock)).expect("context");
     let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
     let server = spawn(runtime::assemble(&ctx, service)).await;
     (server, ctx)
@@ -51,12 +48,15 @@ pub(crate) struct CoffeeApp {
     pub(crate) ctx: Context,
     pub(crate) slack: SlackFake,
     client: reqwest::Client,
-    relay: tokio::task::JoinHandle<()>,
+    relay: AbortOnDrop,
 }
 
-impl Drop for CoffeeApp {
+/// Stops a background task when the test's app goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.relay.abort();
+        self.0.abort();
     }
 }
 
@@ -65,17 +65,20 @@ pub(crate) const TEAM: &str = "T0TEAM";
 
 impl CoffeeApp {
     /// Starts `local` on `pool` with a fresh Slack fake.
-    pub(crate) async fn start(pool: PgPool, opts: &PgConnectOptions) -> Self {
-        Self::start_with(pool, opts, SlackFake::start().await, &[]).await
+    pub(crate) async fn start(pool: PgPool) -> Self {
+        Self::start_with(pool, SlackFake::start().await, &[]).await
     }
 
     /// Starts `local` on `pool` against an existing Slack fake (to restart
     /// "the same deployment"), with extra settings.
-    pub(crate) async fn start_with(pool: PgPool, opts: &PgConnectOptions, slack: SlackFake, extra: &[(&str, &str)]) -> Self {
+    /// Use the pool `#[sqlx::test]` hands the test: sqlx closes it before
+    /// dropping the test database (an unclosed pool makes Postgres wait 5 s).
+    pub(crate) async fn start_with(pool: PgPool, slack: SlackFake, extra: &[(&str, &str)]) -> Self {
+        let database_url = url_for(&pool.connect_options());
         let base_url = slack.base_url();
         let mut vars: Vec<(&str, &str)> = vec![("SLACK_API_BASE_URL", base_url.as_str())];
         vars.extend_from_slice(extra);
-        let settings = Arc::new(coffeebuddy_test_support::settings(&url_for(opts), &vars));
+        let settings = Arc::new(coffeebuddy_test_support::settings(&database_url, &vars));
         let ctx = Context::new(settings, pool, Arc::new(SystemClock)).expect("context");
         let ctx = Context {
             slack: ctx.slack.clone().with_retry_policy(RetryPolicy {
@@ -88,7 +91,7 @@ impl CoffeeApp {
         };
         let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
         let server = spawn(runtime::assemble(&ctx, service)).await;
-        let relay = ctx.outbox.spawn_relay();
+        let relay = AbortOnDrop(ctx.outbox.spawn_relay());
         Self {
             server,
             ctx,
@@ -100,15 +103,25 @@ impl CoffeeApp {
 
     /// Stops the server (draining requests) and the relay, as a pod stop would.
     pub(crate) async fn stop(self) -> SlackFake {
-        self.relay.abort();
-        let slack = self.slack.clone();
-        let CoffeeApp { server, .. } = self;
+        let CoffeeApp {
+            server,
+            slack,
+            relay,
+            ..
+        } = self;
+        drop(relay);
         server.shutdown().await.expect("clean shutdown");
         slack
     }
 
     fn signed(&self, path: &str, body: &str) -> reqwest::RequestBuilder {
-        signed_form(&self.client, &self.server.url(path), SIGNING_SECRET, slack_now(), body)
+        signed_form(
+            &self.client,
+            &self.server.url(path),
+            SIGNING_SECRET,
+            slack_now(),
+            body,
+        )
     }
 
     /// `/coffee <text>` typed by `user` in `channel`; returns Slack's view of
@@ -125,7 +138,10 @@ impl CoffeeApp {
             ("command", "/coffee"),
             ("text", text),
             ("api_app_id", "A0APP"),
-            ("response_url", &self.slack.response_url(&format!("cmd-{user}"))),
+            (
+                "response_url",
+                &self.slack.response_url(&format!("cmd-{user}")),
+            ),
             ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
         ])
         .unwrap();
@@ -136,7 +152,10 @@ impl CoffeeApp {
 
     async fn interact(&self, payload: Value) -> reqwest::Response {
         let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-        self.signed("/slack/interactions", &body).send().await.unwrap()
+        self.signed("/slack/interactions", &body)
+            .send()
+            .await
+            .unwrap()
     }
 
     fn button_payload(&self, channel: &str, user: &str, action_id: &str, run_id: Uuid) -> Value {
@@ -162,17 +181,35 @@ impl CoffeeApp {
     }
 
     /// `user` clicks **Order** on the run message.
-    pub(crate) async fn click_order(&self, channel: &str, user: &str, run_id: Uuid) -> reqwest::Response {
-        self.interact(self.button_payload(channel, user, blocks::ACTION_ORDER, run_id)).await
+    pub(crate) async fn click_order(
+        &self,
+        channel: &str,
+        user: &str,
+        run_id: Uuid,
+    ) -> reqwest::Response {
+        self.interact(self.button_payload(channel, user, blocks::ACTION_ORDER, run_id))
+            .await
     }
 
     /// `user` clicks **Close run** on the run message.
-    pub(crate) async fn click_close(&self, channel: &str, user: &str, run_id: Uuid) -> reqwest::Response {
-        self.interact(self.button_payload(channel, user, blocks::ACTION_CLOSE, run_id)).await
+    pub(crate) async fn click_close(
+        &self,
+        channel: &str,
+        user: &str,
+        run_id: Uuid,
+    ) -> reqwest::Response {
+        self.interact(self.button_payload(channel, user, blocks::ACTION_CLOSE, run_id))
+            .await
     }
 
     /// `user` submits the order modal with `text` and the ticked options.
-    pub(crate) async fn submit_order(&self, user: &str, run_id: Uuid, text: &str, options: &[&str]) -> reqwest::Response {
+    pub(crate) async fn submit_order(
+        &self,
+        user: &str,
+        run_id: Uuid,
+        text: &str,
+        options: &[&str],
+    ) -> reqwest::Response {
         let selected: Vec<Value> = options
             .iter()
             .map(|o| json!({ "value": o, "text": { "type": "plain_text", "text": o } }))
@@ -211,11 +248,12 @@ impl CoffeeApp {
                 .find_map(|c| button_value(&c.body, blocks::ACTION_ORDER))
                 .and_then(|v| Uuid::parse_str(&v).ok());
             if let Some(run_id) = latest {
-                let open: Option<bool> = sqlx::query_scalar("SELECT status = 'open' FROM runs WHERE run_id = $1")
-                    .bind(run_id)
-                    .fetch_optional(&self.ctx.db)
-                    .await
-                    .expect("query runs");
+                let open: Option<bool> =
+                    sqlx::query_scalar("SELECT status = 'open' FROM runs WHERE run_id = $1")
+                        .bind(run_id)
+                        .fetch_optional(&self.ctx.db)
+                        .await
+                        .expect("query runs");
                 if open == Some(true) {
                     return run_id;
                 }
@@ -256,10 +294,13 @@ pub(crate) fn button_labels(message: &Value) -> Vec<String> {
     fn walk(v: &Value, labels: &mut Vec<String>) {
         match v {
             Value::Object(map) => {
-                if map.get("type").and_then(Value::as_str) == Some("button") {
-                    if let Some(text) = map.get("text").and_then(|t| t.get("text")).and_then(Value::as_str) {
-                        labels.push(text.to_owned());
-                    }
+                if map.get("type").and_then(Value::as_str) == Some("button")
+                    && let Some(text) = map
+                        .get("text")
+                        .and_then(|t| t.get("text"))
+                        .and_then(Value::as_str)
+                {
+                    labels.push(text.to_owned());
                 }
                 map.values().for_each(|v| walk(v, labels));
             }
@@ -282,7 +323,12 @@ pub(crate) fn all_text(message: &Value) -> String {
             }
             Value::Object(map) => {
                 for (k, v) in map {
-                    if k == "text" || k == "blocks" || k == "elements" || k == "fields" || matches!(v, Value::Object(_) | Value::Array(_)) {
+                    if k == "text"
+                        || k == "blocks"
+                        || k == "elements"
+                        || k == "fields"
+                        || matches!(v, Value::Object(_) | Value::Array(_))
+                    {
                         walk(v, out);
                     }
                 }
