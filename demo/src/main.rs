@@ -168,11 +168,14 @@ impl Demo {
         text: &str,
         options: &[&str],
     ) -> anyhow::Result<()> {
-        let ticked = if options.is_empty() {
-            String::new()
-        } else {
-            format!("  [x] {}", options.join(", "))
-        };
+        let ticked: String = options
+            .iter()
+            .map(|o| match *o {
+                blocks::OPTION_SAVE_USUAL => "  [x] Save as my usual",
+                blocks::OPTION_RUNNER_AGAIN => "  [x] Happy to be the runner again",
+                _ => "  [x] ?",
+            })
+            .collect();
         say(
             name(user),
             &format!("(types in the order form) {text}{ticked}"),

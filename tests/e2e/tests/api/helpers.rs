@@ -74,6 +74,17 @@ impl CoffeeApp {
     /// Use the pool `#[sqlx::test]` hands the test: sqlx closes it before
     /// dropping the test database (an unclosed pool makes Postgres wait 5 s).
     pub(crate) async fn start_with(pool: PgPool, slack: SlackFake, extra: &[(&str, &str)]) -> Self {
+        Self::start_customized(pool, slack, extra, |ctx| ctx).await
+    }
+
+    /// Like [`start_with`](Self::start_with), letting the test adjust the
+    /// context (e.g. a Kafka sink with a short delivery timeout).
+    pub(crate) async fn start_customized(
+        pool: PgPool,
+        slack: SlackFake,
+        extra: &[(&str, &str)],
+        customize: impl FnOnce(Context) -> Context,
+    ) -> Self {
         let database_url = url_for(&pool.connect_options());
         let base_url = slack.base_url();
         let mut vars: Vec<(&str, &str)> = vec![("SLACK_API_BASE_URL", base_url.as_str())];
@@ -89,6 +100,7 @@ impl CoffeeApp {
             }),
             ..ctx
         };
+        let ctx = customize(ctx);
         let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
         let server = spawn(runtime::assemble(&ctx, service)).await;
         let relay = AbortOnDrop(ctx.outbox.spawn_relay());

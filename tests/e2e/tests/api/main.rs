@@ -7,6 +7,7 @@ mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
 mod health; // liveness and readiness, including a database outage
 mod helpers;
+mod kafka_flow; // the same flow through a real Kafka broker, and Kafka outages
 mod metrics; // the Prometheus endpoint
 mod migrations; // the schema and its constraints
 mod shutdown; // draining in-flight requests
