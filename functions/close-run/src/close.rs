@@ -6,7 +6,7 @@ use coffeebuddy_shared::domain::fairness::{Candidate, select_runner};
 use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
 use coffeebuddy_shared::events::intake::EventRoutes;
 use coffeebuddy_shared::events::{
-    self, HandleEventError, NewEvent, RunCloseRequested, RunClosed, decode_data, outbox,
+    self, HandleEventError, RunCloseRequested, RunClosed, decode_data,
 };
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{self, OutgoingMessage, RunView};
@@ -65,15 +65,15 @@ async fn close(ctx: &Context, run_id: Uuid) -> Result<(), HandleEventError> {
         runner_id: closed.runner_id.clone(),
         cancelled: closed.status == runs::RunStatus::Cancelled,
     };
-    let event = NewEvent::new(
+    ctx.record_event(
+        &mut tx,
         events::RUN_CLOSED,
-        closed.channel_id.clone(),
-        Some(run_id.to_string()),
+        &closed.channel_id,
+        run_id,
         &data,
-    );
-    outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
-    tx.commit().await?;
-    ctx.outbox.notify();
+    )
+    .await?;
+    ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, runner = ?closed.runner_id, participants = candidates.len(), previous_runner = ?previous, "run closed");
     Ok(())
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::db::{orders, runs};
 use coffeebuddy_shared::domain::ids::UserId;
 use coffeebuddy_shared::domain::order::OrderText;
-use coffeebuddy_shared::events::{self, NewEvent, OrderChanged, RunCloseRequested, outbox};
+use coffeebuddy_shared::events::{self, OrderChanged, RunCloseRequested};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
@@ -187,15 +187,9 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
         channel_id: run.channel_id.clone(),
         user_id: user.to_owned(),
     };
-    let event = NewEvent::new(
-        event_type,
-        run.channel_id.clone(),
-        Some(run_id.to_string()),
-        &data,
-    );
-    outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
-    tx.commit().await?;
-    ctx.outbox.notify();
+    ctx.record_event(&mut tx, event_type, &run.channel_id, run_id, &data)
+        .await?;
+    ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, user_id = user, ?change, "order saved");
     // An empty 200 closes the modal.
     Ok(StatusCode::OK.into_response())
@@ -250,15 +244,15 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
         channel_id: run.channel_id.clone(),
         requested_by: action.user_id.to_string(),
     };
-    let event = NewEvent::new(
+    ctx.record_event(
+        &mut tx,
         events::RUN_CLOSE_REQUESTED,
-        run.channel_id.clone(),
-        Some(run_id.to_string()),
+        &run.channel_id,
+        run_id,
         &data,
-    );
-    outbox::enqueue(&mut tx, &ctx.event_source(), event).await?;
-    tx.commit().await?;
-    ctx.outbox.notify();
+    )
+    .await?;
+    ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, closed_by = %action.user_id, "close requested");
     Ok(StatusCode::OK.into_response())
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::db::{channels, runs};
 use coffeebuddy_shared::domain::command::{CoffeeCommand, USAGE, parse_coffee_command};
-use coffeebuddy_shared::events::{self, NewEvent, RunCreated, outbox};
+use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
@@ -108,20 +108,22 @@ pub(crate) async fn handle(
         }
         Err(runs::StartRunError::Database(e)) => return Err(anyhow::Error::from(e).into()),
     };
-    let event = NewEvent::new(
+    let data = RunCreated {
+        run_id: run.run_id,
+        channel_id: run.channel_id.clone(),
+    };
+    ctx.record_event(
+        &mut tx,
         events::RUN_CREATED,
-        run.channel_id.clone(),
-        Some(run.run_id.to_string()),
-        &RunCreated {
-            run_id: run.run_id,
-            channel_id: run.channel_id.clone(),
-        },
-    );
-    outbox::enqueue(&mut tx, &ctx.event_source(), event)
+        &run.channel_id,
+        run.run_id,
+        &data,
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
+    ctx.commit_and_publish(tx)
         .await
         .map_err(anyhow::Error::from)?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    ctx.outbox.notify();
     tracing::info!(run_id = %run.run_id, "run started");
 
     let pickup = start

@@ -28,7 +28,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServiceIdentity, Settings};
 use crate::db;
-use crate::events::outbox::Outbox;
+use crate::events::NewEvent;
+use crate::events::outbox::{Outbox, enqueue};
 use crate::events::sink::{EventSink, InProcessSink, KafkaSink};
 use crate::slack::client::SlackClient;
 use crate::slack::signature::SlackVerifier;
@@ -116,6 +117,31 @@ impl Context {
     /// The CloudEvent `source` of events this process writes.
     pub fn event_source(&self) -> String {
         format!("/coffeebuddy/{}", self.settings.service.name)
+    }
+
+    /// Writes an event about `run_id` in `channel_id` into the outbox, inside
+    /// the caller's transaction: it commits (or not) with the state change.
+    pub async fn record_event<T: serde::Serialize>(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        event_type: &'static str,
+        channel_id: &str,
+        run_id: uuid::Uuid,
+        data: &T,
+    ) -> Result<uuid::Uuid, sqlx::Error> {
+        let event = NewEvent::new(event_type, channel_id, Some(run_id.to_string()), data);
+        enqueue(conn, &self.event_source(), event).await
+    }
+
+    /// Commits a transaction that recorded events, then wakes the relay so
+    /// they are published at once rather than at the next sweep.
+    pub async fn commit_and_publish(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.outbox.notify();
+        Ok(())
     }
 }
 
