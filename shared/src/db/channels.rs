@@ -4,6 +4,8 @@ use chrono_tz::Tz;
 use sqlx::PgConnection;
 
 use crate::config::ChannelDefaults;
+use crate::db::audit;
+use crate::domain::admin::{ConfigPatch, ConfigView};
 
 /// A channel's configuration as the functions use it.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,4 +121,193 @@ pub async fn is_channel_admin(
     .bind(user_id)
     .fetch_one(conn)
     .await
+}
+
+impl ChannelConfig {
+    /// The configuration as the API shows it and audit rows record it.
+    pub fn view(&self) -> ConfigView {
+        ConfigView {
+            enabled: self.enabled,
+            reminders_enabled: self.reminders_enabled,
+            reminder_offset_minutes: self.reminder_offset_minutes,
+            retention_days: self.retention_days,
+            timezone: self.timezone.name().to_owned(),
+        }
+    }
+}
+
+/// Applies `patch` to the channel (creating it with `defaults` first if
+/// needed) and writes the audit row, all in the caller's transaction. The
+/// row is locked, so concurrent changes serialise and each audit row's
+/// `before` is exactly the previous row's `after`. Returns (before, after).
+pub async fn apply_patch(
+    conn: &mut PgConnection,
+    channel_id: &str,
+    defaults: &ChannelDefaults,
+    actor: &str,
+    action: &str,
+    patch: &ConfigPatch,
+) -> Result<(ChannelConfig, ChannelConfig), sqlx::Error> {
+    ensure(&mut *conn, channel_id, None, defaults).await?;
+    let before: ChannelConfig = sqlx::query_as::<_, ChannelRow>(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE channel_id = $1 FOR UPDATE"
+    ))
+    .bind(channel_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .into();
+    let after: ChannelConfig = sqlx::query_as::<_, ChannelRow>(concat!(
+        "UPDATE channels SET
+           enabled = COALESCE($2, enabled),
+           reminders_enabled = COALESCE($3, reminders_enabled),
+           reminder_offset_minutes = COALESCE($4, reminder_offset_minutes),
+           retention_days = COALESCE($5, retention_days),
+           timezone = COALESCE($6, timezone),
+           updated_at = now()
+         WHERE channel_id = $1 RETURNING ",
+        channel_columns!()
+    ))
+    .bind(channel_id)
+    .bind(patch.enabled)
+    .bind(patch.reminders_enabled)
+    .bind(patch.reminder_offset_minutes)
+    .bind(patch.retention_days)
+    .bind(patch.timezone.map(|tz| tz.name()))
+    .fetch_one(&mut *conn)
+    .await?
+    .into();
+    audit::record(
+        conn,
+        channel_id,
+        actor,
+        action,
+        serde_json::to_value(before.view()).ok(),
+        serde_json::to_value(after.view()).ok(),
+    )
+    .await?;
+    Ok((before, after))
+}
+
+/// The channel's named admins, oldest first.
+pub async fn admins(conn: &mut PgConnection, channel_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT user_id FROM channel_admins WHERE channel_id = $1 ORDER BY added_at, user_id",
+    )
+    .bind(channel_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Names `user_id` a channel admin (audited). Returns false if they already were.
+pub async fn add_admin(
+    conn: &mut PgConnection,
+    channel_id: &str,
+    defaults: &ChannelDefaults,
+    actor: &str,
+    user_id: &str,
+) -> Result<bool, sqlx::Error> {
+    ensure(&mut *conn, channel_id, None, defaults).await?;
+    let before = admins(&mut *conn, channel_id).await?;
+    let added = sqlx::query("INSERT INTO channel_admins (channel_id, user_id, added_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(channel_id)
+        .bind(user_id)
+        .bind(actor)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if added {
+        let after = admins(&mut *conn, channel_id).await?;
+        audit::record(
+            conn,
+            channel_id,
+            actor,
+            "admins-add",
+            Some(serde_json::json!({ "admins": before })),
+            Some(serde_json::json!({ "admins": after })),
+        )
+        .await?;
+    }
+    Ok(added)
+}
+
+/// Removes `user_id` from the channel admins (audited). Returns false if
+/// they were not one.
+pub async fn remove_admin(
+    conn: &mut PgConnection,
+    channel_id: &str,
+    actor: &str,
+    user_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let before = admins(&mut *conn, channel_id).await?;
+    let removed = sqlx::query("DELETE FROM channel_admins WHERE channel_id = $1 AND user_id = $2")
+        .bind(channel_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if removed {
+        let after = admins(&mut *conn, channel_id).await?;
+        audit::record(
+            conn,
+            channel_id,
+            actor,
+            "admins-remove",
+            Some(serde_json::json!({ "admins": before })),
+            Some(serde_json::json!({ "admins": after })),
+        )
+        .await?;
+    }
+    Ok(removed)
+}
+
+/// What a reset deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ResetCounts {
+    /// Runs (their orders, reminders and effect records go with them).
+    pub runs: u64,
+    /// Runner counts.
+    pub served_counts: u64,
+}
+
+/// Deletes the channel's runs (with their orders, reminders and effect
+/// ledger, by cascade) and its runner counts; configuration, admins and the
+/// audit trail stay. Audited. Call inside one transaction.
+pub async fn reset(
+    conn: &mut PgConnection,
+    channel_id: &str,
+    actor: &str,
+) -> Result<ResetCounts, sqlx::Error> {
+    // Lock the channel so a concurrent /coffee cannot slip a run in half-way.
+    sqlx::query("SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE")
+        .bind(channel_id)
+        .execute(&mut *conn)
+        .await?;
+    let runs = sqlx::query("DELETE FROM runs WHERE channel_id = $1")
+        .bind(channel_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let served_counts = sqlx::query("DELETE FROM channel_user_stats WHERE channel_id = $1")
+        .bind(channel_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let counts = ResetCounts {
+        runs,
+        served_counts,
+    };
+    audit::record(
+        conn,
+        channel_id,
+        actor,
+        "reset",
+        serde_json::to_value(counts).ok(),
+        None,
+    )
+    .await?;
+    Ok(counts)
 }

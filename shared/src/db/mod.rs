@@ -11,6 +11,7 @@
 //! They are checked at run time and covered by tests against a real
 //! Postgres, so a build never needs a database.
 
+pub mod audit;
 pub mod channels;
 pub mod effects;
 pub mod orders;

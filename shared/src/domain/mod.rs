@@ -8,6 +8,7 @@
 //! - [`order`]: checking the text of an order.
 //! - [`fairness`]: choosing who fetches the coffee when a run closes.
 
+pub mod admin;
 pub mod command;
 pub mod fairness;
 pub mod ids;

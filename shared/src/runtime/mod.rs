@@ -133,6 +133,19 @@ impl Context {
         enqueue(conn, &self.event_source(), event).await
     }
 
+    /// Writes an event about a whole channel (no run) into the outbox,
+    /// inside the caller's transaction.
+    pub async fn record_channel_event<T: serde::Serialize>(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        event_type: &'static str,
+        channel_id: &str,
+        data: &T,
+    ) -> Result<uuid::Uuid, sqlx::Error> {
+        let event = NewEvent::new(event_type, channel_id, None, data);
+        enqueue(conn, &self.event_source(), event).await
+    }
+
     /// Commits a transaction that recorded events, then wakes the relay so
     /// they are published at once rather than at the next sweep.
     pub async fn commit_and_publish(
