@@ -1,12 +1,22 @@
-//! Channel governance: `/coffee-admin` (`POST /slack/admin`), the operators' REST API under `/admin/api/v1`, and daily retention.
+//! Channel governance.
 //!
-//! The library holds the function; `main.rs` only hands it to the shared
-//! runtime. Its feature handlers arrive with the issues that build them;
-//! until then the function serves the runtime's health and metrics routes.
+//! - `POST /slack/admin`: `/coffee-admin` (DESIGN §1.6). `help` and
+//!   `status` are open to everyone; every other subcommand is for channel
+//!   admins and workspace admins/owners, and every change writes its audit
+//!   row and `channel.config_changed` event in the same transaction.
+//! - `POST /` (CloudEvents): on each ping tick, the daily retention purge.
+
+mod command;
+mod retention;
 
 use axum::Router;
+use axum::routing::post;
 use coffeebuddy_shared::config::ServiceIdentity;
+use coffeebuddy_shared::events::intake::EventRoutes;
+use coffeebuddy_shared::events::{self, HandleEventError};
 use coffeebuddy_shared::runtime::{Context, Service};
+
+pub use retention::{PurgeReport, purge_expired};
 
 /// Who this function is, for settings defaults and logs.
 pub const IDENTITY: ServiceIdentity = ServiceIdentity {
@@ -15,9 +25,32 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     requires_ory: true,
 };
 
-/// The function's own routes.
-pub fn router(_ctx: &Context) -> Router {
+/// The Slack-facing routes (what Kong routes to this function).
+pub fn slack_router(ctx: &Context) -> Router {
     Router::new()
+        .route("/slack/admin", post(command::handle))
+        .with_state(ctx.clone())
+}
+
+/// `POST /`: the CloudEvents this function consumes.
+pub fn event_router(ctx: &Context) -> Router {
+    let ctx = ctx.clone();
+    EventRoutes::new("admin")
+        .on(events::PING, move |_event| {
+            let ctx = ctx.clone();
+            async move {
+                purge_expired(&ctx)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| HandleEventError::Retryable(e.into()))
+            }
+        })
+        .into_router()
+}
+
+/// Everything this function serves.
+pub fn router(ctx: &Context) -> Router {
+    slack_router(ctx).merge(event_router(ctx))
 }
 
 /// Builds the function for the shared runtime.

@@ -269,7 +269,15 @@ async fn may_close(
     if run.initiator_id == user.as_ref() {
         return Ok(true);
     }
-    match authz::is_channel_admin(conn, &ctx.slack, &run.channel_id, user).await {
+    match authz::is_channel_admin(
+        conn,
+        &ctx.slack,
+        &ctx.workspace_admins,
+        &run.channel_id,
+        user,
+    )
+    .await
+    {
         Ok(true) => Ok(true),
         Ok(false) => {
             tracing::info!(user_id = %user, run_id = %run.run_id, "refused: not allowed to close");

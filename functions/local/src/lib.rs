@@ -35,7 +35,7 @@ pub fn slack_router(ctx: &Context) -> Router {
         .merge(coffeebuddy_interaction::slack_router(ctx))
         .merge(coffeebuddy_close_run::slack_router(ctx))
         .merge(coffeebuddy_reminder::slack_router(ctx))
-        .merge(coffeebuddy_admin::router(ctx))
+        .merge(coffeebuddy_admin::slack_router(ctx))
 }
 
 /// Every function's `POST /` router: the event consumers.
@@ -45,6 +45,7 @@ pub fn event_routers(ctx: &Context) -> Vec<Router> {
         coffeebuddy_interaction::event_router(ctx),
         coffeebuddy_close_run::event_router(ctx),
         coffeebuddy_reminder::event_router(ctx),
+        coffeebuddy_admin::event_router(ctx),
     ]
 }
 

@@ -152,7 +152,7 @@ pub async fn apply_patch(
     let before: ChannelConfig = sqlx::query_as::<_, ChannelRow>(concat!(
         "SELECT ",
         channel_columns!(),
-        " FROM channels WHERE channel_id = $1 FOR UPDATE"
+        " FROM channels WHERE channel_id = $1 FOR NO KEY UPDATE"
     ))
     .bind(channel_id)
     .fetch_one(&mut *conn)

@@ -31,6 +31,7 @@ use crate::db;
 use crate::events::NewEvent;
 use crate::events::outbox::{Outbox, enqueue};
 use crate::events::sink::{EventSink, InProcessSink, KafkaSink};
+use crate::slack::authz::WorkspaceAdmins;
 use crate::slack::client::SlackClient;
 use crate::slack::signature::SlackVerifier;
 pub use health::{Criticality, Probe, Readiness};
@@ -86,6 +87,8 @@ pub struct Context {
     /// Without Kafka, the outbox delivers here: `local` registers every
     /// function's `POST /` router as a target.
     pub in_process: Option<InProcessSink>,
+    /// Recent answers to "is this person a workspace admin?".
+    pub workspace_admins: WorkspaceAdmins,
 }
 
 impl Context {
@@ -111,6 +114,7 @@ impl Context {
             slack,
             outbox,
             in_process,
+            workspace_admins: WorkspaceAdmins::default(),
         })
     }
 

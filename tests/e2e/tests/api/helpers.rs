@@ -7,7 +7,7 @@ use coffeebuddy_shared::clock::SystemClock;
 use coffeebuddy_shared::runtime::{self, Context};
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_shared::slack::client::RetryPolicy;
-use coffeebuddy_test_support::slack::{now as slack_now, signed_form};
+use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use coffeebuddy_test_support::{SIGNING_SECRET, TestServer, spawn};
 use serde_json::{Value, json};
@@ -127,11 +127,14 @@ impl CoffeeApp {
     }
 
     fn signed(&self, path: &str, body: &str) -> reqwest::RequestBuilder {
+        // Signed at "now" as the app sees it, so tests that move its clock
+        // still send fresh requests.
+        let now = self.ctx.clock.now().timestamp();
         signed_form(
             &self.client,
             &self.server.url(path),
             SIGNING_SECRET,
-            slack_now(),
+            now,
             body,
         )
     }
@@ -160,6 +163,29 @@ impl CoffeeApp {
         let response = self.signed("/slack/commands", &body).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `/coffee-admin <text>` typed by `user` in `channel`; returns the
+    /// ephemeral answer's text.
+    pub(crate) async fn admin(&self, channel: &str, user: &str, text: &str) -> String {
+        let body = serde_urlencoded::to_string([
+            ("team_id", TEAM),
+            ("channel_id", channel),
+            ("user_id", user),
+            ("command", "/coffee-admin"),
+            ("text", text),
+            (
+                "response_url",
+                &self.slack.response_url(&format!("admin-{user}")),
+            ),
+            ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
+        ])
+        .unwrap();
+        let response = self.signed("/slack/admin", &body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+        answer["text"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn interact(&self, payload: Value) -> reqwest::Response {

@@ -3,6 +3,7 @@
 //! `DATABASE_URL`, which `scripts/test` points at a throwaway server).
 
 // Each module is one capability, tested the way a user or operator meets it.
+mod admin; // /coffee-admin: permissions, audit, reset, retention
 mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
 mod health; // liveness and readiness, including a database outage

@@ -1,0 +1,237 @@
+//! `POST /slack/admin`: `/coffee-admin <subcommand>`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Duration;
+use coffeebuddy_shared::db::channels::{self, ChannelConfig};
+use coffeebuddy_shared::domain::admin::{ADMIN_USAGE, AdminCommand, parse_admin_command};
+use coffeebuddy_shared::domain::ids::UserId;
+use coffeebuddy_shared::events::{self, ChannelConfigChanged};
+use coffeebuddy_shared::runtime::Context;
+use coffeebuddy_shared::slack::authz;
+use coffeebuddy_shared::slack::blocks::ephemeral;
+use coffeebuddy_shared::slack::payloads::SlashCommand;
+use coffeebuddy_shared::slack::signature::SignedBody;
+
+/// How long `reset confirm` may follow `reset`.
+const RESET_CONFIRM_WINDOW: Duration = Duration::minutes(5);
+
+/// Why an admin command failed on our side.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdministerError {
+    /// Not a slash-command payload.
+    #[error("malformed slash command payload: {0}")]
+    BadPayload(String),
+    /// Our side failed; the transaction rolled back, nothing changed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AdministerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unexpected(e.into())
+    }
+}
+
+impl IntoResponse for AdministerError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadPayload(reason) => {
+                tracing::warn!(%reason, "refused an admin command payload");
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({ "error": "malformed slash command" })),
+                )
+                    .into_response()
+            }
+            Self::Unexpected(e) => {
+                tracing::error!(error = format!("{e:#}"), "admin command failed");
+                Json(ephemeral("Sorry, something went wrong on our side and nothing was changed. Please try again."))
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn answer(text: impl AsRef<str>) -> Json<serde_json::Value> {
+    Json(ephemeral(text.as_ref()))
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+fn describe(config: &ChannelConfig, admins: &[String]) -> String {
+    let admins = if admins.is_empty() {
+        "none named (workspace admins can name some)".to_owned()
+    } else {
+        admins
+            .iter()
+            .map(|a| format!("<@{a}>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "*CoffeeBuddy in this channel*\n• `/coffee`: {}\n• Reminders: {}, {} min before pickup\n• Retention: {} days\n• Time zone: {}\n• Channel admins: {admins}",
+        if config.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        on_off(config.reminders_enabled),
+        config.reminder_offset_minutes,
+        config.retention_days,
+        config.timezone.name(),
+    )
+}
+
+#[tracing::instrument(
+    name = "coffee_admin",
+    skip_all,
+    fields(channel_id, user_id, subcommand)
+)]
+pub(crate) async fn handle(
+    State(ctx): State<Context>,
+    SignedBody(body): SignedBody,
+) -> Result<Json<serde_json::Value>, AdministerError> {
+    let cmd =
+        SlashCommand::from_form(&body).map_err(|e| AdministerError::BadPayload(e.to_string()))?;
+    let span = tracing::Span::current();
+    span.record("channel_id", cmd.channel_id.as_ref());
+    span.record("user_id", cmd.user_id.as_ref());
+    let command = match parse_admin_command(&cmd.text) {
+        Ok(command) => command,
+        Err(e) => return Ok(answer(format!("{e}\n\n{ADMIN_USAGE}"))),
+    };
+    span.record("subcommand", command.to_string());
+    let channel = cmd.channel_id.as_ref();
+    let actor = &cmd.user_id;
+
+    let mut tx = ctx.db.begin().await?;
+    if !command.is_open_to_everyone() {
+        let allowed = match authz::is_channel_admin(
+            &mut tx,
+            &ctx.slack,
+            &ctx.workspace_admins,
+            channel,
+            actor,
+        )
+        .await
+        {
+            Ok(allowed) => allowed,
+            Err(authz::CheckAdminError::Database(e)) => return Err(e.into()),
+            Err(e @ authz::CheckAdminError::Slack(_)) => {
+                tracing::warn!(error = %e, "could not check admin rights");
+                return Ok(answer(
+                    "Sorry, your permissions could not be checked right now. Please try again in a moment.",
+                ));
+            }
+        };
+        if !allowed {
+            tracing::warn!(subcommand = %command, "refused: not a channel or workspace admin");
+            return Ok(answer(
+                "Only channel admins and workspace admins can change CoffeeBuddy here. `/coffee-admin status` shows who the channel admins are.",
+            ));
+        }
+    }
+
+    let defaults = &ctx.settings.channel_defaults;
+    let reply = match command {
+        AdminCommand::Help => ADMIN_USAGE.to_owned(),
+        AdminCommand::Status => {
+            let config = match channels::find(&mut tx, channel).await? {
+                Some(config) => config,
+                None => {
+                    channels::ensure(&mut tx, channel, Some(cmd.team_id.as_ref()), defaults).await?
+                }
+            };
+            let admins = channels::admins(&mut tx, channel).await?;
+            tx.commit().await?;
+            return Ok(answer(describe(&config, &admins)));
+        }
+        AdminCommand::Configure { action, patch } => {
+            let (_, after) =
+                channels::apply_patch(&mut tx, channel, defaults, actor.as_ref(), action, &patch)
+                    .await?;
+            changed(&ctx, &mut tx, channel, actor, action).await?;
+            let admins = channels::admins(&mut tx, channel).await?;
+            format!("Done.\n{}", describe(&after, &admins))
+        }
+        AdminCommand::AddAdmin(user) => {
+            if channels::add_admin(&mut tx, channel, defaults, actor.as_ref(), user.as_ref())
+                .await?
+            {
+                changed(&ctx, &mut tx, channel, actor, "admins-add").await?;
+                format!("{} is now a channel admin.", user.mention())
+            } else {
+                format!("{} already is a channel admin.", user.mention())
+            }
+        }
+        AdminCommand::RemoveAdmin(user) => {
+            if channels::remove_admin(&mut tx, channel, actor.as_ref(), user.as_ref()).await? {
+                changed(&ctx, &mut tx, channel, actor, "admins-remove").await?;
+                format!("{} is no longer a channel admin.", user.mention())
+            } else {
+                format!("{} was not a channel admin.", user.mention())
+            }
+        }
+        AdminCommand::Reset => {
+            sqlx::query(
+                "INSERT INTO pending_confirmations (channel_id, action, requested_by, requested_at) VALUES ($1, 'reset', $2, $3)
+                 ON CONFLICT (channel_id, action) DO UPDATE SET requested_by = EXCLUDED.requested_by, requested_at = EXCLUDED.requested_at",
+            )
+            .bind(channel)
+            .bind(actor.as_ref())
+            .bind(ctx.clock.now())
+            .execute(&mut *tx)
+            .await?;
+            "This deletes *all* of this channel's coffee runs, orders, reminders and runner counts (settings and the audit trail stay). To go ahead, type `/coffee-admin reset confirm` within 5 minutes.".to_owned()
+        }
+        AdminCommand::ResetConfirm => {
+            let confirmed = sqlx::query(
+                "DELETE FROM pending_confirmations
+                 WHERE channel_id = $1 AND action = 'reset' AND requested_by = $2 AND requested_at >= $3",
+            )
+            .bind(channel)
+            .bind(actor.as_ref())
+            .bind(ctx.clock.now() - RESET_CONFIRM_WINDOW)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if confirmed {
+                let counts = channels::reset(&mut tx, channel, actor.as_ref()).await?;
+                changed(&ctx, &mut tx, channel, actor, "reset").await?;
+                format!(
+                    "Reset done: deleted {} run(s) and {} runner count(s). Fairness starts afresh.",
+                    counts.runs, counts.served_counts
+                )
+            } else {
+                "There is no reset of yours waiting to be confirmed here. Type `/coffee-admin reset` first; the confirmation must come from the same person within 5 minutes.".to_owned()
+            }
+        }
+    };
+    ctx.commit_and_publish(tx).await?;
+    tracing::info!("admin command done");
+    Ok(answer(reply))
+}
+
+/// Records the `channel.config_changed` event of a change.
+async fn changed(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    channel: &str,
+    actor: &UserId,
+    action: &str,
+) -> Result<(), sqlx::Error> {
+    let data = ChannelConfigChanged {
+        channel_id: channel.to_owned(),
+        actor: actor.to_string(),
+        action: action.to_owned(),
+    };
+    ctx.record_channel_event(conn, events::CHANNEL_CONFIG_CHANGED, channel, &data)
+        .await?;
+    Ok(())
+}
