@@ -4,6 +4,8 @@
 //! runtime. Its feature handlers arrive with the issues that build them;
 //! until then the function serves the runtime's health and metrics routes.
 
+mod api;
+
 use axum::Router;
 use coffeebuddy_shared::config::ServiceIdentity;
 use coffeebuddy_shared::runtime::{Context, Service};
@@ -16,11 +18,11 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 };
 
 /// The function's own routes.
-pub fn router(_ctx: &Context) -> Router {
-    Router::new()
+pub fn router(ctx: &Context) -> Router {
+    Router::new().merge(api::routes(ctx))
 }
 
 /// Builds the function for the shared runtime.
 pub fn service(ctx: Context) -> anyhow::Result<Service> {
-    Ok(Service::new(router(&ctx)))
+    Ok(Service::new(router(&ctx)).with_probes(api::probes(&ctx)))
 }
