@@ -8,10 +8,12 @@
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
 //! - [`events`]: our CloudEvents, the transactional outbox, the Kafka and
 //!   in-process sinks, and the `POST /` intake.
+//! - [`auth`]: Ory JWT verification for the operators' admin API.
 //! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.
 //! - [`clock`]: time as an injectable dependency.
 //! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -4,8 +4,11 @@
 //!   `status` are open to everyone; every other subcommand is for channel
 //!   admins and workspace admins/owners, and every change writes its audit
 //!   row and `channel.config_changed` event in the same transaction.
+//! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT) and `…/audit`
+//!   (GET): the operators' REST API, for Ory-issued JWTs only (DESIGN §1.7).
 //! - `POST /` (CloudEvents): on each ping tick, the daily retention purge.
 
+mod api;
 mod command;
 mod retention;
 
@@ -48,12 +51,19 @@ pub fn event_router(ctx: &Context) -> Router {
         .into_router()
 }
 
+/// The operators' REST API under `/admin/api/v1` (Ory JWTs).
+pub fn api_router(ctx: &Context) -> Router {
+    api::routes(ctx)
+}
+
 /// Everything this function serves.
 pub fn router(ctx: &Context) -> Router {
-    slack_router(ctx).merge(event_router(ctx))
+    slack_router(ctx)
+        .merge(event_router(ctx))
+        .merge(api_router(ctx))
 }
 
 /// Builds the function for the shared runtime.
 pub fn service(ctx: Context) -> anyhow::Result<Service> {
-    Ok(Service::new(router(&ctx)))
+    Ok(Service::new(router(&ctx)).with_probes(api::probes(&ctx)))
 }

@@ -1,8 +1,8 @@
 //! All CoffeeBuddy functions in one process, on one port: what Kong and
 //! Knative do together in production, for a laptop and for end-to-end tests.
 //!
-//! - Serves the Slack paths of every function (and, with issue 4, the admin
-//!   API), plus health and metrics once.
+//! - Serves the Slack paths of every function and the operators' admin API
+//!   (answering 503 there without `ORY_*`), plus health and metrics once.
 //! - Fans every event out to the `POST /` router of every function, as one
 //!   KafkaSource per function would: straight from the outbox without
 //!   `KAFKA_BROKERS`, or through Kafka (publish, then consume with group
@@ -36,6 +36,7 @@ pub fn slack_router(ctx: &Context) -> Router {
         .merge(coffeebuddy_close_run::slack_router(ctx))
         .merge(coffeebuddy_reminder::slack_router(ctx))
         .merge(coffeebuddy_admin::slack_router(ctx))
+        .merge(coffeebuddy_admin::api_router(ctx))
 }
 
 /// Every function's `POST /` router: the event consumers.
@@ -84,6 +85,9 @@ pub fn service(ctx: Context) -> anyhow::Result<Service> {
         delivery.add_target(router);
     }
     let mut service = Service::new(slack_router(&ctx));
+    if let Some(verifier) = &ctx.ory {
+        service = service.with_probe(verifier.probe());
+    }
     if let Some(settings) = ctx.settings.kafka.clone() {
         service = service.with_probe(kafka::kafka_probe(&settings)?);
         let consumer = delivery.clone();

@@ -25,6 +25,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::auth::OryVerifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServiceIdentity, Settings};
 use crate::db;
@@ -67,6 +68,12 @@ impl Service {
         self.probes.push(probe);
         self
     }
+
+    /// Adds readiness probes.
+    pub fn with_probes(mut self, probes: impl IntoIterator<Item = Probe>) -> Self {
+        self.probes.extend(probes);
+        self
+    }
 }
 
 /// What the runtime gives a function to build itself from. It is also the
@@ -89,6 +96,10 @@ pub struct Context {
     pub in_process: Option<InProcessSink>,
     /// Recent answers to "is this person a workspace admin?".
     pub workspace_admins: WorkspaceAdmins,
+    /// Verifies operators' Ory JWTs; `None` where Ory is not configured
+    /// (only possible in `local`). One per process: clones share the JWKS
+    /// cache.
+    pub ory: Option<OryVerifier>,
 }
 
 impl Context {
@@ -107,7 +118,9 @@ impl Context {
             }
         };
         let outbox = Outbox::new(db.clone(), sink);
+        let ory = settings.ory.as_ref().map(OryVerifier::new);
         Ok(Self {
+            ory,
             settings,
             db,
             clock,

@@ -3,6 +3,8 @@
 //! real Kafka-compatible broker (tansu, `KAFKA_TEST_BROKERS`): run them
 //! through `scripts/test`, which provides both.
 
+// Ory JWT verification against the JWKS fake: each refusal's reason.
+mod ory_verifier;
 // The Slack Web API client against the recording Slack fake.
 mod slack_client;
 // The `POST /` CloudEvents intake over HTTP, both modes.

@@ -5,10 +5,12 @@
 //! can cut the database off and bring it back without restarting anything,
 //! [`slack`] signs requests exactly as Slack does, [`slack_fake`] stands in
 //! for the Slack Web API and records every call, [`events`] builds and
-//! posts CloudEvents and provides Kafka (tansu) brokers and topics, and
+//! posts CloudEvents and provides Kafka (tansu) brokers and topics, [`ory`]
+//! fakes Ory's JWKS and mints operator tokens, and
 //! [`LogCapture`] collects log lines for assertions.
 
 pub mod events;
+pub mod ory;
 pub mod slack;
 pub mod slack_fake;
 

@@ -4,6 +4,7 @@
 
 // Each module is one capability, tested the way a user or operator meets it.
 mod admin; // /coffee-admin: permissions, audit, reset, retention
+mod admin_api; // the operators' REST API: config, bounds, audit, events
 mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
 mod health; // liveness and readiness, including a database outage
@@ -11,5 +12,6 @@ mod helpers;
 mod kafka_flow; // the same flow through a real Kafka broker, and Kafka outages
 mod metrics; // the Prometheus endpoint
 mod migrations; // the schema and its constraints
+mod operator_auth; // Ory JWTs: accepted, refused, key rotation, JWKS outage
 mod shutdown; // draining in-flight requests
 mod signature; // Slack request signing on a real route

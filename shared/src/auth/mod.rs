@@ -1,0 +1,630 @@
+//! Ory JWT verification for the operators' admin API (DESIGN §1.7).
+//!
+//! An operator calls `/admin/api/v1/…` with `Authorization: Bearer <JWT>`
+//! issued by Ory. [`OryVerifier`] checks the token against Ory's published
+//! keys (the JWKS at `ORY_JWKS_URL`):
+//!
+//! - only RS256 and ES256, and the algorithm comes from the *key* in the
+//!   JWKS, never from the token's header: `alg: none` and HS256 (including
+//!   the classic trick of an HMAC keyed with the RSA public key) are refused;
+//! - `iss` must equal `ORY_ISSUER_URL` exactly, `aud` must contain
+//!   `ORY_AUDIENCE`, `exp` is required, `nbf` is honoured, both with a
+//!   [`LEEWAY_SECONDS`] allowance for clock skew, and `sub` is required and
+//!   non-empty (it becomes the audit trail's actor).
+//!
+//! The JWKS is fetched lazily and cached. A token whose `kid` is not in the
+//! cache triggers a refetch (Ory rotated its keys), at most once per
+//! [`DEFAULT_REFETCH_INTERVAL`] so a flood of made-up `kid`s cannot hammer
+//! Ory; the first such token after the window fetches, so a genuinely
+//! rotated key is accepted at once. The cache is also refreshed after
+//! [`DEFAULT_CACHE_TTL`], so a key Ory withdrew stops being accepted. When
+//! Ory cannot be reached, the cached keys keep working.
+//!
+//! [`Operator`] is the axum extractor: any failure is a 401 with
+//! `{"error":"unauthorized"}` and `WWW-Authenticate: Bearer`; the reason goes
+//! to the logs (never the token).
+//!
+//! [`OryVerifier::probe`] is the readiness probe. It is *optional*: Ory
+//! unreachable makes the service `degraded`, never `unhealthy`, with or
+//! without cached keys. The admin function also serves `/coffee-admin` and
+//! the retention tick, which do not need Ory; taking the pod out of rotation
+//! because the operators' API cannot verify tokens would break those too
+//! (and a cold-started pod would never become ready while Ory is down). The
+//! probe's `error` says whether cached keys are still serving.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::OrySettings;
+use crate::runtime::{Criticality, Probe};
+
+/// Allowance for clock skew between Ory and us when checking `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
+/// Minimum time between two JWKS fetches caused by unknown `kid`s or an
+/// expired cache.
+pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a fetched key set is trusted before it is fetched again.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Timeout of one JWKS request (connect included).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest bearer token looked at; Ory's are around 1 KiB.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// The name of the readiness check.
+pub const PROBE_NAME: &str = "ory_jwks";
+
+/// What a verified operator token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorClaims {
+    /// The operator (Ory's subject id); recorded as the audit actor.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+/// The claims as read before validation: optional here so that a missing
+/// one is reported by the validation (`MissingClaim`) rather than as JSON.
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<String>,
+    exp: Option<u64>,
+}
+
+/// Why a token was refused. Logged, never shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyTokenError {
+    /// No `Authorization` header.
+    #[error("no Authorization header")]
+    MissingHeader,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    #[error("the Authorization header is not a Bearer token")]
+    NotBearer,
+    /// Not a JWT at all (shape, base64, JSON), or an algorithm we never
+    /// accept in its header (`none`…).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The header names no key.
+    #[error("the token has no kid")]
+    MissingKeyId,
+    /// No usable key with this id in the JWKS (even after a refetch, or the
+    /// refetch was throttled).
+    #[error("no usable key with kid {0:?} in the JWKS")]
+    UnknownKey(String),
+    /// The JWKS could not be fetched and no keys are cached.
+    #[error("the JWKS is unavailable and no keys are cached")]
+    KeysUnavailable,
+    /// The header's `alg` differs from the algorithm of the key it names.
+    #[error("the token's algorithm does not match its key's")]
+    AlgorithmMismatch,
+    /// The signature does not verify with the named key.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` is past.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not `ORY_ISSUER_URL`.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain `ORY_AUDIENCE`.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is missing or empty.
+    #[error("missing claim {0}")]
+    MissingClaim(String),
+    /// A claim has the wrong type.
+    #[error("invalid claim: {0}")]
+    InvalidClaim(String),
+}
+
+impl From<jsonwebtoken::errors::Error> for VerifyTokenError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidSignature => Self::BadSignature,
+            K::ExpiredSignature => Self::Expired,
+            K::ImmatureSignature => Self::NotYetValid,
+            K::InvalidIssuer => Self::WrongIssuer,
+            K::InvalidAudience => Self::WrongAudience,
+            K::InvalidAlgorithm => Self::AlgorithmMismatch,
+            K::MissingRequiredClaim(c) => Self::MissingClaim(c.clone()),
+            K::InvalidClaimFormat(c) => Self::InvalidClaim(c.clone()),
+            _ => Self::Malformed(e.to_string()),
+        }
+    }
+}
+
+/// A key from the JWKS we are willing to verify with, and its algorithm.
+#[derive(Clone)]
+struct VerifyKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// The algorithm a JWK may verify, or why we skip it. Only RSA keys for
+/// RS256 and P-256 keys for ES256; a key's declared `alg` must agree.
+fn usable_algorithm(jwk: &Jwk) -> Result<Algorithm, &'static str> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return Err("an encryption key");
+    }
+    let by_type = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        AlgorithmParameters::EllipticCurve(_) => return Err("an EC key on another curve"),
+        _ => return Err("not an RSA or EC key"),
+    };
+    match jwk.common.key_algorithm {
+        None => Ok(by_type),
+        Some(KeyAlgorithm::RS256) if by_type == Algorithm::RS256 => Ok(by_type),
+        Some(KeyAlgorithm::ES256) if by_type == Algorithm::ES256 => Ok(by_type),
+        Some(_) => Err("an algorithm other than RS256/ES256"),
+    }
+}
+
+/// Parses a JWKS document into the usable keys by `kid`, skipping (and
+/// logging) keys we do not accept, so one odd key cannot lock everyone out.
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyKey>, String> {
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let raw: RawSet =
+        serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = HashMap::new();
+    for value in raw.keys {
+        let jwk: Jwk = match serde_json::from_value(value) {
+            Ok(jwk) => jwk,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable JWKS key");
+                continue;
+            }
+        };
+        let Some(kid) = jwk.common.key_id.clone() else {
+            tracing::warn!("skipping a JWKS key without kid");
+            continue;
+        };
+        let alg = match usable_algorithm(&jwk) {
+            Ok(alg) => alg,
+            Err(why) => {
+                tracing::debug!(kid = %kid, why, "skipping a JWKS key");
+                continue;
+            }
+        };
+        match DecodingKey::from_jwk(&jwk) {
+            Ok(key) => {
+                keys.insert(kid, VerifyKey { alg, key });
+            }
+            Err(e) => tracing::warn!(kid = %kid, error = %e, "skipping an invalid JWKS key"),
+        }
+    }
+    Ok(keys)
+}
+
+/// The bearer token of an `Authorization` header value.
+fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenError> {
+    let value = value.ok_or(VerifyTokenError::MissingHeader)?;
+    let value = value.to_str().map_err(|_| VerifyTokenError::NotBearer)?;
+    let (scheme, token) = value.split_once(' ').ok_or(VerifyTokenError::NotBearer)?;
+    let token = token.trim();
+    // The scheme is case-insensitive (RFC 7235 §2.1).
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(VerifyTokenError::NotBearer);
+    }
+    Ok(token)
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, VerifyKey>,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
+    /// When a fetch was last started (successful or not): the throttle.
+    attempted_at: Option<Instant>,
+}
+
+struct Inner {
+    issuer: String,
+    audience: String,
+    jwks_url: String,
+    http: reqwest::Client,
+    refetch_interval: Duration,
+    cache_ttl: Duration,
+    timeout: Duration,
+    cache: RwLock<KeyCache>,
+    /// One fetch at a time from the request path: concurrent requests with
+    /// the same new `kid` wait for one fetch instead of each making one.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Verifies Ory-issued operator JWTs. Clones share the key cache.
+#[derive(Clone)]
+pub struct OryVerifier {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OryVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cached = self.cached_key_count();
+        f.debug_struct("OryVerifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("jwks_url", &self.inner.jwks_url)
+            .field("refetch_interval", &self.inner.refetch_interval)
+            .field("cache_ttl", &self.inner.cache_ttl)
+            .field("cached_keys", &cached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OryVerifier {
+    /// A verifier for `settings` with the default throttle, cache lifetime
+    /// and fetch timeout. Nothing is fetched until it is needed.
+    pub fn new(settings: &OrySettings) -> Self {
+        Self::build(
+            settings,
+            DEFAULT_REFETCH_INTERVAL,
+            DEFAULT_CACHE_TTL,
+            DEFAULT_FETCH_TIMEOUT,
+        )
+    }
+
+    fn build(
+        settings: &OrySettings,
+        refetch_interval: Duration,
+        cache_ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            // Only fails when the TLS backend cannot initialise, which is a
+            // broken build rather than a runtime condition.
+            .expect("the HTTP client (TLS backend) initialises");
+        Self {
+            inner: Arc::new(Inner {
+                issuer: settings.issuer_url.clone(),
+                audience: settings.audience.clone(),
+                jwks_url: settings.jwks_url.clone(),
+                http,
+                refetch_interval,
+                cache_ttl,
+                timeout,
+                cache: RwLock::new(KeyCache::default()),
+                fetching: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A fresh verifier (empty cache) with another minimum time between
+    /// fetches; tests shorten it to exercise rotation and the throttle.
+    pub fn with_refetch_interval(&self, interval: Duration) -> Self {
+        Self::build(
+            &self.settings(),
+            interval,
+            self.inner.cache_ttl,
+            self.inner.timeout,
+        )
+    }
+
+    /// A fresh verifier (empty cache) with another cache lifetime.
+    pub fn with_cache_ttl(&self, ttl: Duration) -> Self {
+        Self::build(
+            &self.settings(),
+            self.inner.refetch_interval,
+            ttl,
+            self.inner.timeout,
+        )
+    }
+
+    fn settings(&self) -> OrySettings {
+        OrySettings {
+            issuer_url: self.inner.issuer.clone(),
+            audience: self.inner.audience.clone(),
+            jwks_url: self.inner.jwks_url.clone(),
+        }
+    }
+
+    /// How many keys are cached (for the probe and diagnostics).
+    pub fn cached_key_count(&self) -> usize {
+        self.inner.cache.read().map(|c| c.keys.len()).unwrap_or(0)
+    }
+
+    /// Verifies a bearer token (without the `Bearer ` prefix).
+    pub async fn verify(&self, token: &str) -> Result<OperatorClaims, VerifyTokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyTokenError::Malformed("token too long".to_owned()));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VerifyTokenError::Malformed(e.to_string()))?;
+        let kid = header.kid.ok_or(VerifyTokenError::MissingKeyId)?;
+        let key = self.key_for(&kid).await?;
+
+        // The algorithm is the key's; `decode` refuses a header that names
+        // another one (HS256 with the RSA public key as secret, say).
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&[&self.inner.audience]);
+        let claims = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation)?.claims;
+        match (claims.sub, claims.exp) {
+            (Some(sub), Some(exp)) if !sub.trim().is_empty() => Ok(OperatorClaims { sub, exp }),
+            (_, None) => Err(VerifyTokenError::MissingClaim("exp".to_owned())),
+            _ => Err(VerifyTokenError::MissingClaim("sub".to_owned())),
+        }
+    }
+
+    /// The key named `kid`, refetching the JWKS when it is unknown or the
+    /// cache is old, within the throttle.
+    async fn key_for(&self, kid: &str) -> Result<VerifyKey, VerifyTokenError> {
+        let (cached, fresh, _) = self.lookup(kid);
+        if let Some(key) = cached
+            && fresh
+        {
+            return Ok(key);
+        }
+        self.refetch_if_allowed().await;
+        // A successful refetch replaced the cache (a withdrawn key is gone);
+        // a failed or throttled one left it as it was (keys keep working
+        // through an Ory outage).
+        match self.lookup(kid) {
+            (Some(key), _, _) => Ok(key),
+            (None, _, false) => Err(VerifyTokenError::KeysUnavailable),
+            (None, _, true) => Err(VerifyTokenError::UnknownKey(kid.chars().take(64).collect())),
+        }
+    }
+
+    /// (the key, whether the cache is within its lifetime, whether any key
+    /// is cached).
+    fn lookup(&self, kid: &str) -> (Option<VerifyKey>, bool, bool) {
+        let cache = self
+            .inner
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = cache
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.inner.cache_ttl);
+        (cache.keys.get(kid).cloned(), fresh, !cache.keys.is_empty())
+    }
+
+    fn throttled(&self) -> bool {
+        let cache = self
+            .inner
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .attempted_at
+            .is_some_and(|t| t.elapsed() < self.inner.refetch_interval)
+    }
+
+    async fn refetch_if_allowed(&self) {
+        if self.throttled() {
+            return;
+        }
+        let _one_at_a_time = self.inner.fetching.lock().await;
+        // Whoever held the lock before us may just have fetched.
+        if self.throttled() {
+            return;
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "cannot fetch Ory's JWKS; using the cached keys, if any");
+        }
+    }
+
+    /// Fetches the JWKS now (no throttle) and replaces the cached keys on
+    /// success. On failure the cached keys stay. Returns the number of
+    /// usable keys.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        self.mark_attempt();
+        let keys = self.fetch().await?;
+        let count = keys.len();
+        let mut cache = self
+            .inner
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.keys = keys;
+        cache.fetched_at = Some(Instant::now());
+        Ok(count)
+    }
+
+    fn mark_attempt(&self) {
+        let mut cache = self
+            .inner
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.attempted_at = Some(Instant::now());
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, VerifyKey>, String> {
+        // `without_url`: the URL is configuration, not a secret, but it has
+        // no business in a readiness answer anyone on the network can read.
+        let response = self
+            .inner
+            .http
+            .get(&self.inner.jwks_url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("JWKS unreachable: {}", e.without_url()))?;
+        if !response.status().is_success() {
+            return Err(format!("JWKS answered HTTP {}", response.status().as_u16()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
+        {
+            return Err("JWKS document too large".to_owned());
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("JWKS unreadable: {}", e.without_url()))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err("JWKS document too large".to_owned());
+        }
+        let keys = parse_jwks(&body)?;
+        if keys.is_empty() {
+            return Err("the JWKS has no RS256 or ES256 key".to_owned());
+        }
+        Ok(keys)
+    }
+
+    /// The readiness probe ([`PROBE_NAME`], optional): fetches the JWKS.
+    /// Reachable: healthy. Unreachable: degraded, with an error saying
+    /// whether cached keys still verify tokens or every token is refused.
+    pub fn probe(&self) -> Probe {
+        let verifier = self.clone();
+        Probe::new(PROBE_NAME, Criticality::Optional, move || {
+            let verifier = verifier.clone();
+            async move {
+                match verifier.refresh().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => match verifier.cached_key_count() {
+                        0 => Err(format!(
+                            "{e}; no keys cached: operator tokens are refused until it is back"
+                        )),
+                        n => Err(format!("{e}; verifying with {n} cached keys")),
+                    },
+                }
+            }
+        })
+    }
+}
+
+/// An operator whose bearer token verified: the extractor for every
+/// `/admin/api/v1` handler. Needs an [`OryVerifier`] in the router state.
+#[derive(Debug, Clone)]
+pub struct Operator(pub OperatorClaims);
+
+/// The 401 answer for a request without a valid operator token.
+#[derive(Debug)]
+pub struct Unauthorized(pub VerifyTokenError);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        // The reason goes to our logs only: telling a caller *why* helps an
+        // attacker. The token itself is never logged.
+        tracing::warn!(reason = %self.0, "refused an admin API request: no valid operator token");
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"coffeebuddy-admin\""),
+            )],
+            axum::Json(serde_json::json!({ "error": "unauthorized" })),
+        )
+            .into_response()
+    }
+}
+
+impl<S> FromRequestParts<S> for Operator
+where
+    S: Send + Sync,
+    OryVerifier: FromRef<S>,
+{
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts.headers.get(header::AUTHORIZATION)).map_err(Unauthorized)?;
+        let claims = OryVerifier::from_ref(state)
+            .verify(token)
+            .await
+            .map_err(Unauthorized)?;
+        Ok(Self(claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(s: &'static str) -> HeaderValue {
+        HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn only_a_bearer_header_with_one_token_is_read() {
+        assert_eq!(
+            bearer_token(Some(&value("Bearer abc.def.ghi"))),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(bearer_token(Some(&value("bearer abc"))), Ok("abc"));
+        assert_eq!(bearer_token(None), Err(VerifyTokenError::MissingHeader));
+        for bad in [
+            "Basic dXNlcjpwdw==",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "abc",
+        ] {
+            assert_eq!(
+                bearer_token(Some(&value(bad))),
+                Err(VerifyTokenError::NotBearer),
+                "{bad}"
+            );
+        }
+    }
+
+    fn jwk(json: serde_json::Value) -> Jwk {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_algorithm_comes_from_the_key_and_only_rs256_and_es256_are_usable() {
+        let rsa = serde_json::json!({ "kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB" });
+        assert_eq!(usable_algorithm(&jwk(rsa.clone())), Ok(Algorithm::RS256));
+        let mut rs512 = rsa.clone();
+        rs512["alg"] = "RS512".into();
+        assert!(usable_algorithm(&jwk(rs512)).is_err());
+        let mut es256_on_rsa = rsa.clone();
+        es256_on_rsa["alg"] = "ES256".into();
+        assert!(usable_algorithm(&jwk(es256_on_rsa)).is_err());
+        let mut enc = rsa;
+        enc["use"] = "enc".into();
+        assert!(usable_algorithm(&jwk(enc)).is_err());
+
+        let ec = serde_json::json!({ "kty": "EC", "crv": "P-256", "kid": "e", "x": "AA", "y": "AA", "alg": "ES256" });
+        assert_eq!(usable_algorithm(&jwk(ec)), Ok(Algorithm::ES256));
+        let p384 =
+            serde_json::json!({ "kty": "EC", "crv": "P-384", "kid": "e", "x": "AA", "y": "AA" });
+        assert!(usable_algorithm(&jwk(p384)).is_err());
+        let hmac = serde_json::json!({ "kty": "oct", "kid": "h", "k": "c2VjcmV0", "alg": "HS256" });
+        assert!(usable_algorithm(&jwk(hmac)).is_err());
+    }
+
+    #[test]
+    fn a_jwks_with_odd_keys_keeps_the_good_ones() {
+        let body = serde_json::json!({ "keys": [
+            { "kty": "oct", "kid": "h", "k": "c2VjcmV0" },
+            { "kty": "RSA", "n": "AQAB", "e": "AQAB" },
+            { "kty": "weird", "kid": "w" },
+            { "kty": "RSA", "kid": "good", "alg": "RS256", "use": "sig", "n": "sXchY2Nz", "e": "AQAB" }
+        ]});
+        let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["good"]);
+        assert!(parse_jwks(b"<html>").is_err());
+    }
+}

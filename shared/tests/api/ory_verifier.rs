@@ -1,0 +1,196 @@
+//! `OryVerifier` against the JWKS fake: every token the operators' API must
+//! refuse is refused for its own reason (the HTTP tests can only see 401).
+
+use std::time::Duration;
+
+use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError};
+use coffeebuddy_shared::config::OrySettings;
+use coffeebuddy_test_support::ory::{self, JwksFake, TestKey};
+use serde_json::{Value, json};
+
+async fn verifier(keys: &[TestKey]) -> (OryVerifier, JwksFake) {
+    let jwks = JwksFake::start(keys).await;
+    let settings = OrySettings {
+        issuer_url: ory::ISSUER.to_owned(),
+        audience: ory::AUDIENCE.to_owned(),
+        jwks_url: jwks.jwks_url(),
+    };
+    (OryVerifier::new(&settings), jwks)
+}
+
+fn edited(edit: impl Fn(&mut Value)) -> Value {
+    let mut claims = ory::claims("ops-1");
+    edit(&mut claims);
+    claims
+}
+
+#[tokio::test]
+async fn each_bad_token_is_refused_for_its_own_reason() {
+    // Arrange
+    let (verifier, _jwks) = verifier(&[TestKey::Rsa1, TestKey::Ec1]).await;
+    let now = chrono::Utc::now().timestamp();
+    let valid = ory::claims("ops-1");
+    let rsa = |claims: &Value| ory::mint(TestKey::Rsa1, claims);
+    let cases: Vec<(&str, String, VerifyTokenError)> = vec![
+        (
+            "expired beyond the leeway",
+            rsa(&edited(|c| c["exp"] = (now - 60).into())),
+            VerifyTokenError::Expired,
+        ),
+        (
+            "not valid yet beyond the leeway",
+            rsa(&edited(|c| c["nbf"] = (now + 60).into())),
+            VerifyTokenError::NotYetValid,
+        ),
+        (
+            "wrong issuer",
+            rsa(&edited(|c| {
+                c["iss"] = "https://ory.test.invalid.evil".into()
+            })),
+            VerifyTokenError::WrongIssuer,
+        ),
+        (
+            "wrong audience",
+            rsa(&edited(|c| c["aud"] = json!(["other"]))),
+            VerifyTokenError::WrongAudience,
+        ),
+        (
+            "no exp",
+            rsa(&edited(|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            })),
+            VerifyTokenError::MissingClaim("exp".to_owned()),
+        ),
+        (
+            "no aud",
+            rsa(&edited(|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            })),
+            VerifyTokenError::MissingClaim("aud".to_owned()),
+        ),
+        (
+            "blank sub",
+            rsa(&edited(|c| c["sub"] = " ".into())),
+            VerifyTokenError::MissingClaim("sub".to_owned()),
+        ),
+        (
+            "unknown key",
+            ory::mint(TestKey::Wrong, &valid),
+            VerifyTokenError::UnknownKey(TestKey::Wrong.kid().to_owned()),
+        ),
+        (
+            "another key under a published kid",
+            ory::mint_with_kid(TestKey::Wrong, TestKey::Rsa1.kid(), &valid),
+            VerifyTokenError::BadSignature,
+        ),
+        (
+            "ES256 key named by an RS256 token",
+            ory::mint_with_kid(TestKey::Rsa1, TestKey::Ec1.kid(), &valid),
+            VerifyTokenError::AlgorithmMismatch,
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            ory::hs256_with_public_key(&valid),
+            VerifyTokenError::AlgorithmMismatch,
+        ),
+    ];
+
+    for (case, token, expected) in cases {
+        // Act
+        let result = verifier.verify(&token).await;
+
+        // Assert
+        assert_eq!(result, Err(expected), "{case}");
+    }
+    assert!(matches!(
+        verifier
+            .verify(&ory::unsigned(TestKey::Rsa1.kid(), &valid))
+            .await,
+        Err(VerifyTokenError::Malformed(_))
+    ));
+    assert!(matches!(
+        verifier.verify("a.b.c").await,
+        Err(VerifyTokenError::Malformed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_valid_token_yields_its_subject_and_a_little_clock_skew_is_tolerated() {
+    // Arrange
+    let (verifier, jwks) = verifier(&[TestKey::Rsa1, TestKey::Ec1]).await;
+    let now = chrono::Utc::now().timestamp();
+    let skewed = edited(|c| {
+        c["exp"] = (now - 5).into();
+        c["nbf"] = (now + 5).into();
+    });
+
+    // Act
+    let rs = verifier
+        .verify(&ory::mint(TestKey::Rsa1, &ory::claims("ops-1")))
+        .await;
+    let es = verifier.verify(&ory::mint(TestKey::Ec1, &skewed)).await;
+
+    // Assert: one fetch served both (the cache works).
+    assert_eq!(rs.unwrap().sub, "ops-1");
+    assert_eq!(es.unwrap().sub, "ops-1");
+    assert_eq!(jwks.fetches(), 1);
+}
+
+#[tokio::test]
+async fn unknown_kids_refetch_at_most_once_per_window() {
+    // Arrange
+    let (verifier, jwks) = verifier(&[TestKey::Rsa1]).await;
+    let verifier = verifier.with_refetch_interval(Duration::from_secs(60));
+    let valid = ory::claims("ops-1");
+    verifier
+        .verify(&ory::mint(TestKey::Rsa1, &valid))
+        .await
+        .unwrap();
+
+    // Act: concurrent and sequential made-up kids.
+    let attempts = (0..20).map(|i| {
+        let verifier = verifier.clone();
+        let token = ory::mint_with_kid(TestKey::Wrong, &format!("k{i}"), &valid);
+        async move { verifier.verify(&token).await }
+    });
+    let results = futures_join(attempts).await;
+
+    // Assert: all refused; only the first fetch happened.
+    assert!(results.iter().all(Result::is_err));
+    assert_eq!(jwks.fetches(), 1);
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_key_ory_withdrew_stops_verifying_once_the_cache_expires() {
+    // Arrange
+    let (verifier, jwks) = verifier(&[TestKey::Rsa1, TestKey::Ec1]).await;
+    let verifier = verifier
+        .with_refetch_interval(Duration::ZERO)
+        .with_cache_ttl(Duration::ZERO);
+    let token = ory::mint(TestKey::Rsa1, &ory::claims("ops-1"));
+    assert!(verifier.verify(&token).await.is_ok());
+
+    // Act
+    jwks.publish(&[TestKey::Ec1]);
+    let result = verifier.verify(&token).await;
+
+    // Assert
+    assert_eq!(
+        result,
+        Err(VerifyTokenError::UnknownKey(TestKey::Rsa1.kid().to_owned()))
+    );
+}

@@ -1,0 +1,313 @@
+//! Ory JWTs on the operators' API (DESIGN §1.7): which tokens get in, which
+//! get a 401, key rotation, and a JWKS outage. Real HTTP to `local`, the
+//! JWKS served by the recording fake.
+
+use std::time::Duration;
+
+use coffeebuddy_test_support::ory::{self, TestKey};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::admin_api::{CHANNEL, OPERATOR, OpsApp};
+
+fn config_path() -> String {
+    format!("/admin/api/v1/channels/{CHANNEL}/config")
+}
+
+/// GET the config with `authorization`; (status, WWW-Authenticate, body).
+async fn get_with(ops: &OpsApp, authorization: Option<&str>) -> (u16, Option<String>, Value) {
+    let (status, headers, body) = ops
+        .send(Method::GET, &config_path(), authorization, None)
+        .await;
+    let challenge = headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, challenge, body)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn valid_rs256_and_es256_tokens_are_accepted(pool: PgPool) {
+    // Arrange
+    let ops = OpsApp::start(pool).await;
+
+    for key in [TestKey::Rsa1, TestKey::Ec1] {
+        // Act
+        let token = ory::mint(key, &ory::claims(OPERATOR));
+        let (status, _, body) = get_with(&ops, Some(&bearer(&token))).await;
+
+        // Assert
+        assert_eq!(status, 200, "{key:?}: {body}");
+        assert_eq!(body["timezone"], "UTC");
+    }
+    // A single-string `aud` that is ours is accepted too.
+    let mut claims = ory::claims(OPERATOR);
+    claims["aud"] = ory::AUDIENCE.into();
+    let token = ory::mint(TestKey::Ec1, &claims);
+    assert_eq!(get_with(&ops, Some(&bearer(&token))).await.0, 200);
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn every_bad_or_missing_token_gets_the_same_401_and_changes_nothing(pool: PgPool) {
+    // Arrange
+    let ops = OpsApp::start(pool).await;
+    let now = chrono::Utc::now().timestamp();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = ory::claims(OPERATOR);
+        edit(&mut claims);
+        claims
+    };
+    let valid = ory::claims(OPERATOR);
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no Authorization header", None),
+        ("Basic credentials", Some("Basic b3BzOnB3".to_owned())),
+        ("garbage", Some(bearer("not-a-jwt"))),
+        (
+            "expired",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| {
+                    c["iat"] = (now - 600).into();
+                    c["nbf"] = (now - 600).into();
+                    c["exp"] = (now - 120).into();
+                }),
+            ))),
+        ),
+        (
+            "not yet valid",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| c["nbf"] = (now + 120).into()),
+            ))),
+        ),
+        (
+            "no exp",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ))),
+        ),
+        (
+            "wrong issuer",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| c["iss"] = "https://evil.example".into()),
+            ))),
+        ),
+        (
+            "issuer with a trailing slash",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| c["iss"] = format!("{}/", ory::ISSUER).into()),
+            ))),
+        ),
+        (
+            "wrong audience",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| c["aud"] = json!(["another-api"])),
+            ))),
+        ),
+        (
+            "no sub",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("sub");
+                }),
+            ))),
+        ),
+        (
+            "empty sub",
+            Some(bearer(&ory::mint(
+                TestKey::Rsa1,
+                &with(&|c| c["sub"] = "".into()),
+            ))),
+        ),
+        (
+            "signed by a key not in the JWKS",
+            Some(bearer(&ory::mint(TestKey::Wrong, &valid))),
+        ),
+        (
+            "signed by another key under a published kid",
+            Some(bearer(&ory::mint_with_kid(
+                TestKey::Wrong,
+                TestKey::Rsa1.kid(),
+                &valid,
+            ))),
+        ),
+        (
+            "alg none",
+            Some(bearer(&ory::unsigned(TestKey::Rsa1.kid(), &valid))),
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            Some(bearer(&ory::hs256_with_public_key(&valid))),
+        ),
+    ];
+
+    for (case, authorization) in &cases {
+        // Act: a GET, and a PUT that would change something.
+        let (status, challenge, body) = get_with(&ops, authorization.as_deref()).await;
+        let (put_status, _, put_body) = ops
+            .send(
+                Method::PUT,
+                &config_path(),
+                authorization.as_deref(),
+                Some(r#"{"enabled": false}"#),
+            )
+            .await;
+
+        // Assert: the same answer for every reason, no hint why.
+        assert_eq!(status, 401, "{case}: {body}");
+        assert_eq!(body, json!({ "error": "unauthorized" }), "{case}");
+        assert!(
+            challenge
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("Bearer"),
+            "{case}: {challenge:?}"
+        );
+        assert_eq!((put_status, put_body), (401, body), "{case}");
+    }
+    assert_eq!(ops.audit_rows(CHANNEL).await, 0);
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn a_rotated_key_is_accepted_after_a_throttled_refetch(pool: PgPool) {
+    // Arrange: the verifier has cached a set with only test-rsa-1.
+    let throttle = Duration::from_millis(800);
+    let ops = OpsApp::start_with(
+        pool,
+        &[TestKey::Rsa1],
+        &[],
+        throttle,
+        Duration::from_secs(300),
+    )
+    .await;
+    let old = ory::mint(TestKey::Rsa1, &ory::claims(OPERATOR));
+    assert_eq!(get_with(&ops, Some(&bearer(&old))).await.0, 200);
+    assert_eq!(ops.jwks.fetches(), 1);
+
+    // Act: Ory rotates in a new key, and tokens signed with it arrive at
+    // once, along with a flood of made-up kids.
+    ops.jwks.publish(&[TestKey::Rsa1, TestKey::Rsa2]);
+    let new = ory::mint(TestKey::Rsa2, &ory::claims(OPERATOR));
+    let mut early = Vec::new();
+    for i in 0..10 {
+        let bogus = ory::mint_with_kid(TestKey::Wrong, &format!("bogus-{i}"), &ory::claims("x"));
+        early.push(get_with(&ops, Some(&bearer(&bogus))).await.0);
+    }
+    early.push(get_with(&ops, Some(&bearer(&new))).await.0);
+    let fetches_in_window = ops.jwks.fetches();
+
+    // Act: after the throttle window.
+    tokio::time::sleep(throttle + Duration::from_millis(200)).await;
+    let (status, _, body) = get_with(&ops, Some(&bearer(&new))).await;
+
+    // Assert: at most one fetch in the window (the first unknown kid's, if
+    // the window had passed), none per request; the new key works on the
+    // first request after the window; the old key still works.
+    assert!(early.iter().take(10).all(|s| *s == 401), "{early:?}");
+    assert!(fetches_in_window <= 2, "{fetches_in_window} fetches");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_with(&ops, Some(&bearer(&old))).await.0, 200);
+    assert_eq!(ops.jwks.fetches(), fetches_in_window + 1);
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn with_the_jwks_down_cached_keys_still_verify_and_readiness_is_degraded(pool: PgPool) {
+    // Arrange: no throttle and no cache lifetime, so every request tries to
+    // refetch — the harshest case for an outage.
+    let ops = OpsApp::start_with(
+        pool,
+        &[TestKey::Rsa1, TestKey::Ec1],
+        &[],
+        Duration::ZERO,
+        Duration::ZERO,
+    )
+    .await;
+    let token = ory::mint(TestKey::Ec1, &ory::claims(OPERATOR));
+    assert_eq!(get_with(&ops, Some(&bearer(&token))).await.0, 200);
+    let ready: Value = reqwest::get(ops.app.server.url("/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "healthy", "{ready}");
+    assert_eq!(ready["checks"]["ory_jwks"]["status"], "healthy");
+
+    // Act: Ory goes down.
+    ops.jwks.set_down(true);
+    let fetches = ops.jwks.fetches();
+    let (status, _, body) = get_with(&ops, Some(&bearer(&token))).await;
+    let (put_status, put_body) = ops
+        .put(
+            &format!("/admin/api/v1/channels/{CHANNEL}/config"),
+            r#"{"enabled": false}"#,
+        )
+        .await;
+    let response = reqwest::get(ops.app.server.url("/health/ready"))
+        .await
+        .unwrap();
+    let ready_status = response.status().as_u16();
+    let ready: Value = response.json().await.unwrap();
+
+    // Assert: requests verify with the cached keys (after trying Ory), and
+    // readiness stays 200 but degraded, saying so.
+    assert!(ops.jwks.fetches() > fetches);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(put_status, 200, "{put_body}");
+    assert_eq!(ready_status, 200, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["ory_jwks"]["status"], "degraded");
+    let error = ready["checks"]["ory_jwks"]["error"].as_str().unwrap();
+    assert!(error.contains("cached"), "{error}");
+    assert!(!error.contains("127.0.0.1"), "{error}");
+
+    // Act: Ory comes back.
+    ops.jwks.set_down(false);
+    let ready: Value = reqwest::get(ops.app.server.url("/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(ready["status"], "healthy", "{ready}");
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn with_the_jwks_down_from_the_start_tokens_are_refused_and_readiness_is_degraded(
+    pool: PgPool,
+) {
+    // Arrange
+    let ops = OpsApp::start(pool).await;
+    ops.jwks.set_down(true);
+
+    // Act
+    let token = ory::mint(TestKey::Rsa1, &ory::claims(OPERATOR));
+    let (status, _, body) = get_with(&ops, Some(&bearer(&token))).await;
+    let response = reqwest::get(ops.app.server.url("/health/ready"))
+        .await
+        .unwrap();
+    let ready_status = response.status().as_u16();
+    let ready: Value = response.json().await.unwrap();
+
+    // Assert
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body, json!({ "error": "unauthorized" }));
+    assert_eq!(ready_status, 200, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let error = ready["checks"]["ory_jwks"]["error"].as_str().unwrap();
+    assert!(error.contains("no keys cached"), "{error}");
+}
