@@ -10,5 +10,6 @@ mod helpers;
 mod kafka_flow; // the same flow through a real Kafka broker, and Kafka outages
 mod metrics; // the Prometheus endpoint
 mod migrations; // the schema and its constraints
+mod reminders; // the runner's pickup reminder: on time, once, only where enabled
 mod shutdown; // draining in-flight requests
 mod signature; // Slack request signing on a real route
