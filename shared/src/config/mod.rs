@@ -299,7 +299,9 @@ pub struct Settings {
     pub channel_defaults: ChannelDefaults,
     /// `METRICS_PATH`.
     pub metrics_path: String,
-    /// `TICK_SECONDS`: period of `local`'s built-in ping ticker.
+    /// `TICK_SECONDS`: period of the ping tick. `local`'s built-in ticker
+    /// fires at it; the reminder function looks this far ahead on each tick
+    /// (so it must match the PingSource period in production).
     pub tick_seconds: u64,
 }
 

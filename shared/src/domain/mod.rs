@@ -7,10 +7,12 @@
 //! - [`command`]: reading `/coffee [pickup] [note]`, pickup times and notes.
 //! - [`order`]: checking the text of an order.
 //! - [`fairness`]: choosing who fetches the coffee when a run closes.
+//! - [`reminder`]: when the runner's pickup reminder is due and how late it was.
 
 pub mod admin;
 pub mod command;
 pub mod fairness;
 pub mod ids;
 pub mod order;
+pub mod reminder;
 pub mod text;

@@ -23,6 +23,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
 ];
 
+/// Buckets for "how late" histograms (seconds): reminders are due to the
+/// second but may be hours late after an outage.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus handle, installing the recorder on first use.
@@ -30,7 +36,16 @@ pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_lateness_seconds".to_owned()),
+                    LATENESS_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_seconds".to_owned()),
+                        LATENCY_BUCKETS,
+                    )
+                })
                 .expect("static, non-empty buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
@@ -66,4 +81,29 @@ pub(crate) async fn render(State(handle): State<PrometheusHandle>) -> impl IntoR
         )],
         handle.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_histograms_reach_hours_and_latency_ones_stay_fine_grained() {
+        let handle = handle();
+        metrics::histogram!("coffeebuddy_test_lateness_seconds").record(4000.0);
+        metrics::histogram!("coffeebuddy_test_request_seconds").record(0.004);
+        let text = handle.render();
+        assert!(
+            text.contains(r#"coffeebuddy_test_lateness_seconds_bucket{le="14400"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"coffeebuddy_test_request_seconds_bucket{le="0.005"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"coffeebuddy_test_request_seconds_bucket{le="14400"}"#),
+            "{text}"
+        );
+    }
 }

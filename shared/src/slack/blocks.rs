@@ -436,6 +436,26 @@ pub fn participant_dm(view: &RunView, user: &UserId) -> OutgoingMessage {
     }
 }
 
+/// The runner's pickup reminder DM (DESIGN §1.5): "Reminder: pickup at
+/// HH:MM", then the note and the full order list, as in [`runner_dm`].
+pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
+    // The pickup is our own `HH:MM` rendering, not user text, so it may
+    // appear in the notification text.
+    let headline = match &view.pickup {
+        Some(pickup) => format!("Reminder: pickup at {pickup}"),
+        None => "Reminder: coffee pickup".to_owned(),
+    };
+    let mut head = format!(
+        ":alarm_clock: *{}* — you're the runner for the coffee run in <#{}>",
+        escape_mrkdwn(&headline),
+        view.channel_id
+    );
+    if let Some(note) = view.note.as_deref().filter(|n| !n.trim().is_empty()) {
+        head.push_str(&format!("\n:memo: {}", user_text(note)));
+    }
+    with_all_orders(head, view, headline)
+}
+
 /// An ephemeral answer to a slash command or `response_url`. `text` is ours
 /// and read as mrkdwn: escape any user text in it first.
 pub fn ephemeral(text: &str) -> Value {
@@ -679,6 +699,37 @@ mod tests {
         assert!(text.contains("Your order: mocha &amp; cake"), "{text}");
         assert!(!text.contains("latte"));
         assert!(text.contains("Pickup *12:30*"));
+    }
+
+    #[test]
+    fn the_reminder_dm_has_the_pickup_time_note_and_every_order_escaped() {
+        let mut v = view(
+            RunState::Closed,
+            vec![order("U1", "latte"), order("U2", "<!channel> mocha & cake")],
+        );
+        v.runner = Some(user("U1"));
+        let msg = reminder_dm(&v);
+        assert_eq!(msg.text, "Reminder: pickup at 12:30");
+        let text = all_text(&msg.blocks);
+        assert!(text.contains("*Reminder: pickup at 12:30*"), "{text}");
+        assert!(text.contains("<#C0COFFEE>"), "{text}");
+        assert!(text.contains("Blue Bottle &lt;!here&gt;"), "{text}");
+        assert!(
+            text.contains("• <@U1>: latte\n• <@U2>: &lt;!channel&gt; mocha &amp; cake"),
+            "{text}"
+        );
+        assert!(!text.contains("<!channel>") && !text.contains("<!here>"));
+    }
+
+    #[test]
+    fn a_reminder_dm_lists_two_hundred_orders_within_slacks_limits() {
+        let mut v = view(RunState::Closed, many_orders(200));
+        v.runner = Some(user("U00000001"));
+        let msg = reminder_dm(&v);
+        assert!(blocks(&msg).len() <= MAX_BLOCKS);
+        let text = all_text(&msg.blocks);
+        assert!(text.contains("large oat flat white #199"));
+        assert!(!text.contains("more"), "the runner gets every order");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffeebuddy_shared::clock::SystemClock;
+use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::runtime::{self, Context};
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_shared::slack::client::RetryPolicy;
@@ -75,6 +75,22 @@ impl CoffeeApp {
     /// dropping the test database (an unclosed pool makes Postgres wait 5 s).
     pub(crate) async fn start_with(pool: PgPool, slack: SlackFake, extra: &[(&str, &str)]) -> Self {
         Self::start_customized(pool, slack, extra, |ctx| ctx).await
+    }
+
+    /// Like [`start_with`](Self::start_with), on `clock` instead of the
+    /// system clock (start it near the real time: Slack request signatures
+    /// are checked against it).
+    pub(crate) async fn start_with_clock(
+        pool: PgPool,
+        slack: SlackFake,
+        extra: &[(&str, &str)],
+        clock: ManualClock,
+    ) -> Self {
+        Self::start_customized(pool, slack, extra, |ctx| Context {
+            clock: Arc::new(clock),
+            ..ctx
+        })
+        .await
     }
 
     /// Like [`start_with`](Self::start_with), letting the test adjust the

@@ -13,5 +13,6 @@ mod kafka_flow; // the same flow through a real Kafka broker, and Kafka outages
 mod metrics; // the Prometheus endpoint
 mod migrations; // the schema and its constraints
 mod operator_auth; // Ory JWTs: accepted, refused, key rotation, JWKS outage
+mod reminders; // the runner's pickup reminder: on time, once, only where enabled
 mod shutdown; // draining in-flight requests
 mod signature; // Slack request signing on a real route
