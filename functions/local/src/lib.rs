@@ -89,7 +89,6 @@ pub fn service(ctx: Context) -> anyhow::Result<Service> {
         service = service.with_probe(verifier.probe());
     }
     if let Some(settings) = ctx.settings.kafka.clone() {
-        service = service.with_probe(kafka::kafka_probe(&settings)?);
         let consumer = delivery.clone();
         tokio::spawn(async move {
             let deliver =

@@ -206,12 +206,25 @@ pub fn app(router: Router, readiness: Readiness, metrics_path: &str) -> Router {
 }
 
 /// The production router for `service`: its routes plus the platform
-/// routes, with the database probe first among its readiness probes.
+/// routes. Readiness checks the database (required) and, where events go
+/// through Kafka, the brokers (optional: Kafka down = degraded, the outbox
+/// holds the events), then the service's own probes.
 pub fn assemble(ctx: &Context, service: Service) -> Router {
-    let readiness = Readiness::new(ctx.settings.service.version.clone())
-        .with_probe(db::probe(ctx.db.clone()))
-        .with_probes(service.probes);
-    app(service.router, readiness, &ctx.settings.metrics_path)
+    let mut readiness =
+        Readiness::new(ctx.settings.service.version.clone()).with_probe(db::probe(ctx.db.clone()));
+    if let Some(kafka) = &ctx.settings.kafka {
+        // The same settings already built the producer in `Context::new`, so
+        // this cannot fail in practice; if it did, readiness just lacks it.
+        match crate::events::kafka::kafka_probe(kafka) {
+            Ok(probe) => readiness = readiness.with_probe(probe),
+            Err(e) => tracing::warn!(error = %e, "no Kafka readiness probe"),
+        }
+    }
+    app(
+        service.router,
+        readiness.with_probes(service.probes),
+        &ctx.settings.metrics_path,
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting

@@ -120,6 +120,15 @@ async fn with_kafka_down_runs_still_start_and_their_messages_follow_when_it_retu
         .await
         .unwrap();
     assert_eq!(waiting, 1);
+    let ready = reqwest::get(app.server.url("/health/ready")).await.unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "Kafka down degrades, it does not stop the service"
+    );
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["database"]["status"], "healthy", "{ready}");
 
     // Act: Kafka comes back.
     broker.proxy.restore();
