@@ -202,21 +202,29 @@ async fn main() -> anyhow::Result<()> {
     }
     // Orders into one open run: the one-row-per-person upsert under contention.
     target.coffee(&format!("C0ORD{stamp}"), "U0BENCH").await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let run_id = slack
-        .calls_to("chat.postMessage")
-        .iter()
-        .rev()
-        .find(|c| c.body["channel"] == format!("C0ORD{stamp}").as_str())
-        .and_then(|c| {
-            c.body["blocks"]
-                .as_array()?
-                .iter()
-                .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
-                .find(|e| e["action_id"] == "order_open")
-                .and_then(|e| e["value"].as_str().map(str::to_owned))
-        })
-        .context("no run message for the order benchmark")?;
+    // The relay may still be posting the run messages of the rounds above.
+    let channel = format!("C0ORD{stamp}");
+    let mut run_id = None;
+    for _ in 0..600 {
+        run_id = slack
+            .calls_to("chat.postMessage")
+            .iter()
+            .rev()
+            .find(|c| c.body["channel"] == channel.as_str())
+            .and_then(|c| {
+                c.body["blocks"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                    .find(|e| e["action_id"] == "order_open")
+                    .and_then(|e| e["value"].as_str().map(str::to_owned))
+            });
+        if run_id.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run_id = run_id.context("no run message for the order benchmark within 60 s")?;
     for concurrency in [1, 8] {
         round("order submission (same run)", 500, concurrency, |i| {
             let user = format!("U0C{concurrency}X{i}");
