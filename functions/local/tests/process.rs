@@ -1,12 +1,15 @@
 //! The real `coffeebuddy-local` binary as an operator runs it: it refuses a
 //! broken environment naming every problem, migrates a fresh database, serves,
-//! and on SIGTERM drains and exits 0.
+//! and on SIGTERM drains and exits 0; with `VAULT_*` set it takes the Slack
+//! secrets from Vault (the Vault fake) and refuses to start when it cannot.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use coffeebuddy_test_support::vault_fake::{TokenFile, VaultCall, VaultFake};
+use coffeebuddy_test_support::{BOT_TOKEN, SIGNING_SECRET, slack};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffeebuddy-local");
@@ -58,6 +61,24 @@ fn wait_for(
             return json;
         }
     }
+}
+
+/// The Vault fake on a runtime of its own: the test thread blocks while it
+/// waits for log lines, and the fake must keep answering meanwhile.
+fn vault_in_background() -> VaultFake {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the Vault fake");
+        runtime.block_on(async {
+            tx.send(VaultFake::start().await)
+                .expect("hand the fake over");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("the Vault fake starts")
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -159,5 +180,142 @@ async fn it_migrates_a_fresh_database_serves_and_exits_cleanly_on_sigterm(
     let logs = seen.join("\n");
     for secret in ["process-test-secret", "xoxb-process-test"] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn with_vault_it_starts_without_slack_variables_and_verifies_with_vaults_secret(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    // Arrange: VAULT_* pointing at the fake, no SLACK_* at all.
+    let db_url = url_for(&opts);
+    let vault = vault_in_background();
+    let token = TokenFile::new();
+    let mut env: Vec<(&str, String)> = vault.vars(&token);
+    env.extend([
+        ("SERVICE_ENV", "test".to_owned()),
+        ("DATABASE_URL", db_url),
+        ("PORT", "0".to_owned()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut child, lines) = start(&env);
+    let mut seen = Vec::new();
+    let listening = wait_for(&lines, "listening", &mut seen);
+    let base = format!(
+        "http://127.0.0.1:{}",
+        listening["addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+    );
+
+    // Act
+    let ready = reqwest::get(format!("{base}/health/ready")).await.unwrap();
+    let ready_status = ready.status().as_u16();
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T0TEAM"),
+        ("channel_id", "C0VAULT"),
+        ("user_id", "U0ALICE"),
+        ("command", "/coffee"),
+        ("text", "help"),
+        ("response_url", "http://127.0.0.1:9/unused"),
+        ("trigger_id", "1.2.3"),
+    ])
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/slack/commands");
+    let with_vaults_secret = slack::signed_form(&client, &url, SIGNING_SECRET, slack::now(), &body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    let with_another_secret =
+        slack::signed_form(&client, &url, "not-the-vault-secret", slack::now(), &body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_exit(&mut child);
+
+    // Assert
+    assert_eq!(ready_status, 200);
+    assert_eq!(with_vaults_secret, 200, "signed with the secret from Vault");
+    assert_eq!(with_another_secret, 401);
+    assert!(
+        matches!(
+            vault.calls().as_slice(),
+            [VaultCall::Login { .. }, VaultCall::Read { .. }]
+        ),
+        "{:?}",
+        vault.calls()
+    );
+    assert_eq!(status.code(), Some(0));
+    wait_for(&lines, "stopped cleanly", &mut seen);
+    let logs = seen.join("\n");
+    assert!(logs.contains("read the Slack secrets from Vault"), "{logs}");
+    for secret in [
+        SIGNING_SECRET,
+        BOT_TOKEN,
+        coffeebuddy_test_support::vault_fake::JWT,
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+#[test]
+fn with_vault_refusing_the_read_it_refuses_to_start_naming_the_cause() {
+    // Arrange: a policy without `read` on the secret.
+    let vault = vault_in_background();
+    vault.set_forbidden(true);
+    let token = TokenFile::new();
+    let mut env: Vec<(&str, String)> = vault.vars(&token);
+    env.extend([
+        ("SERVICE_ENV", "prod".to_owned()),
+        ("DATABASE_URL", "postgres://cb@127.0.0.1:1/cb".to_owned()),
+        ("SLACK_BOT_TOKEN", "xoxb-ignored-env-token".to_owned()),
+    ]);
+
+    // Act
+    let output = Command::new(BIN)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+
+    // Assert
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fatal = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "fatal error")
+        .unwrap_or_else(|| panic!("no fatal error line in:\n{stdout}"));
+    let error = fatal["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot load the Slack secrets from Vault"),
+        "{error}"
+    );
+    assert!(error.contains("403: permission denied"), "{error}");
+    assert!(error.contains("kv/data/apps/coffeebuddy"), "{error}");
+    assert!(
+        stdout.contains("SLACK_BOT_TOKEN") && stdout.contains("ignored"),
+        "{stdout}"
+    );
+    for secret in [
+        "xoxb-ignored-env-token",
+        coffeebuddy_test_support::vault_fake::JWT,
+        coffeebuddy_test_support::vault_fake::CLIENT_TOKEN,
+    ] {
+        assert!(!stdout.contains(secret), "{secret} leaked:\n{stdout}");
     }
 }

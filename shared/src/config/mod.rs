@@ -9,6 +9,12 @@
 //! have no `Display`, so they cannot end up in logs, errors or `/metrics` by
 //! accident. Outside `SERVICE_ENV=dev`, a secret that is empty or still a
 //! placeholder (`__REPLACE_WITH_…__`, `changeme`) refuses to start.
+//!
+//! With `VAULT_ADDR` set, the Slack secrets come from Vault instead and the
+//! `SLACK_SIGNING_SECRET`/`SLACK_BOT_TOKEN` variables are ignored (Vault wins
+//! whenever it is configured): the loaded [`Settings`] then have
+//! [`Settings::secrets_pending`] set until [`crate::secrets::resolve`] has
+//! read them.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -110,9 +116,12 @@ pub struct LogSettings {
 /// Slack credentials and the Web API location.
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
-    /// `SLACK_SIGNING_SECRET`: verifies that requests come from Slack.
+    /// `SLACK_SIGNING_SECRET` (or Vault's `slack_signing_secret`): verifies
+    /// that requests come from Slack. Empty while
+    /// [`Settings::secrets_pending`].
     pub signing_secret: SecretString,
-    /// `SLACK_BOT_TOKEN`: authorises our Web API calls.
+    /// `SLACK_BOT_TOKEN` (or Vault's `slack_bot_token`): authorises our Web
+    /// API calls. Empty while [`Settings::secrets_pending`].
     pub bot_token: SecretString,
     /// `SLACK_API_BASE_URL` without a trailing slash; tests point it at the
     /// recording fake.
@@ -237,7 +246,8 @@ pub struct KafkaSettings {
 }
 
 /// Vault settings; absent when `VAULT_ADDR` is unset (secrets then come from
-/// the environment).
+/// the environment). [`crate::secrets`] reads the Slack secrets with them,
+/// once, at start.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     /// `VAULT_ADDR`.
@@ -293,6 +303,12 @@ pub struct Settings {
     pub kafka: Option<KafkaSettings>,
     /// Vault, when configured.
     pub vault: Option<VaultSettings>,
+    /// Whether the Slack secrets in [`Settings::slack`] still have to be read
+    /// from Vault: true straight after loading with `VAULT_ADDR` set, false
+    /// once [`crate::secrets::resolve`] has filled them in (and always false
+    /// without Vault). [`crate::runtime::Context::new`] refuses pending
+    /// settings, so empty secrets can never verify a request or call Slack.
+    pub secrets_pending: bool,
     /// Ory, when configured (always for the admin function).
     pub ory: Option<OrySettings>,
     /// Defaults for new channels.
@@ -344,8 +360,8 @@ impl fmt::Display for LoadSettingsError {
 
 impl std::error::Error for LoadSettingsError {}
 
-/// Whether a secret value is a template left unreplaced.
-fn is_placeholder(value: &str) -> bool {
+/// Whether a secret value is a template left unreplaced (or empty).
+pub(crate) fn is_placeholder(value: &str) -> bool {
     let v = value.trim();
     let lower = v.to_ascii_lowercase();
     v.is_empty()
@@ -467,8 +483,19 @@ impl Settings {
         }
         let format = r.parsed("LOG_FORMAT", LogFormat::Json);
 
-        let signing_secret = r.secret("SLACK_SIGNING_SECRET", env);
-        let bot_token = r.secret("SLACK_BOT_TOKEN", env);
+        // With Vault configured the Slack secrets come from Vault only: the
+        // variables are neither required nor read, so a stale or placeholder
+        // value left in a ConfigMap cannot shadow Vault or block a start.
+        let secrets_pending = r.raw("VAULT_ADDR").is_some();
+        let (signing_secret, bot_token) = if secrets_pending {
+            let pending = || Some(SecretString::from(String::new()));
+            (pending(), pending())
+        } else {
+            (
+                r.secret("SLACK_SIGNING_SECRET", env),
+                r.secret("SLACK_BOT_TOKEN", env),
+            )
+        };
         let api_base_url = match r.raw("SLACK_API_BASE_URL") {
             Some(v) => r.url("SLACK_API_BASE_URL", v),
             None => "https://slack.com/api".to_owned(),
@@ -530,6 +557,7 @@ impl Settings {
                     },
                     kafka,
                     vault,
+                    secrets_pending,
                     ory,
                     channel_defaults: ChannelDefaults {
                         reminder_offset_minutes,
@@ -600,8 +628,14 @@ impl Settings {
     }
 
     fn vault(r: &mut Reader<'_>) -> Option<VaultSettings> {
-        let addr = r.raw("VAULT_ADDR")?;
-        let addr = r.url("VAULT_ADDR", addr);
+        let raw = r.raw("VAULT_ADDR")?;
+        let addr = r.url("VAULT_ADDR", raw.clone());
+        // `url` has already complained about a missing scheme; this catches
+        // the rest (`http://`, a bad port) before vaultrs would panic on it.
+        let scheme_ok = raw.starts_with("http://") || raw.starts_with("https://");
+        if scheme_ok && reqwest::Url::parse(&raw).is_err() {
+            r.problem("VAULT_ADDR", "is not a valid URL");
+        }
         let role = r.required("VAULT_ROLE").unwrap_or_default();
         Some(VaultSettings {
             addr,
@@ -903,6 +937,59 @@ mod tests {
         assert_eq!(v.auth_path, "kubernetes");
         assert_eq!(v.kv_mount, "secret");
         assert_eq!(v.secret_path, "coffeebuddy");
+    }
+
+    #[test]
+    fn with_vault_the_slack_variables_are_not_required_and_secrets_are_pending() {
+        let s = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("DATABASE_URL", "postgres://cb:pw@db/coffeebuddy"),
+                ("VAULT_ADDR", "https://vault:8200"),
+                ("VAULT_ROLE", "coffeebuddy"),
+            ],
+            IDENTITY,
+        )
+        .unwrap();
+        assert!(s.secrets_pending);
+        assert!(s.slack.signing_secret.expose_secret().is_empty());
+
+        let without_vault = load(&MINIMAL, IDENTITY).unwrap();
+        assert!(!without_vault.secrets_pending);
+    }
+
+    #[test]
+    fn with_vault_slack_variables_left_in_the_environment_are_not_judged() {
+        let s = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("SLACK_SIGNING_SECRET", "__REPLACE_WITH_SIGNING_SECRET__"),
+                ("SLACK_BOT_TOKEN", "xoxb-stale"),
+                ("DATABASE_URL", "postgres://cb:pw@db/coffeebuddy"),
+                ("VAULT_ADDR", "https://vault:8200"),
+                ("VAULT_ROLE", "coffeebuddy"),
+            ],
+            IDENTITY,
+        )
+        .unwrap();
+        assert!(s.secrets_pending, "Vault replaces them");
+    }
+
+    #[test]
+    fn with_vault_other_problems_are_still_named_together() {
+        let err = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("VAULT_ADDR", "http://"),
+                ("TICK_SECONDS", "0"),
+            ],
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.vars(),
+            ["DATABASE_URL", "VAULT_ADDR", "VAULT_ROLE", "TICK_SECONDS"]
+        );
     }
 
     #[test]

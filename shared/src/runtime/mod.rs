@@ -1,6 +1,7 @@
 //! The process shell every function shares: one [`run`] call from `main`
-//! loads settings, sets up logging and metrics, connects and migrates the
-//! database, serves the function's router next to `/health/live`,
+//! loads settings, sets up logging, reads the Slack secrets from Vault when
+//! `VAULT_ADDR` is set ([`crate::secrets`]), sets up metrics, connects and
+//! migrates the database, serves the function's router next to `/health/live`,
 //! `/health/ready` and `METRICS_PATH`, and drains in-flight requests on
 //! SIGTERM (Knative's way of stopping a pod) or Ctrl-C.
 //!
@@ -105,7 +106,14 @@ pub struct Context {
 impl Context {
     /// Wires the Slack client and the outbox for `settings`: events go to
     /// Kafka when `KAFKA_BROKERS` is set, else to an in-process sink.
+    ///
+    /// Refuses settings whose Slack secrets are still to be read from Vault
+    /// ([`Settings::secrets_pending`]; [`crate::secrets::resolve`] first).
     pub fn new(settings: Arc<Settings>, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !settings.secrets_pending,
+            "the Slack secrets have not been read from Vault yet (call secrets::resolve first)"
+        );
         let slack = SlackClient::new(&settings.slack);
         let (sink, in_process): (Arc<dyn EventSink>, _) = match &settings.kafka {
             Some(kafka) => (
@@ -287,6 +295,16 @@ where
         }
         return ExitCode::FAILURE;
     }
+    if settings.vault.is_some() {
+        for var in crate::secrets::REPLACED_ENV_VARS {
+            if std::env::var_os(var).is_some() {
+                tracing::warn!(
+                    var,
+                    "ignored: VAULT_ADDR is set, so this secret comes from Vault"
+                );
+            }
+        }
+    }
     match start(settings, build).await {
         Ok(()) => {
             tracing::info!("stopped cleanly");
@@ -303,21 +321,19 @@ async fn start<F>(settings: Settings, build: F) -> anyhow::Result<()>
 where
     F: FnOnce(Context) -> anyhow::Result<Service>,
 {
-    let settings = Arc::new(settings);
     tracing::info!(
         service = %settings.service.name,
         version = %settings.service.version,
         env = settings.service.env.as_str(),
         "starting"
     );
-    if settings.vault.is_some() {
-        // Refuse rather than silently ignore VAULT_*: an operator who set
-        // them expects the secrets to come from Vault.
-        anyhow::bail!(
-            "VAULT_ADDR is set, but reading secrets from Vault is not available in this build; \
-             unset VAULT_* and provide SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN from a Kubernetes Secret"
-        );
-    }
+    // Before anything is built from them: the Slack client and the signature
+    // verifier must only ever see the real secrets.
+    let settings = Arc::new(
+        crate::secrets::resolve(settings)
+            .await
+            .context("cannot load the Slack secrets from Vault")?,
+    );
     metrics::handle();
     metrics::record_build_info(&settings.service.name, &settings.service.version);
 

@@ -11,3 +11,5 @@ mod slack_client;
 mod intake;
 // Outbox → Kafka → consumer, and Kafka outages.
 mod kafka;
+// Slack secrets from Vault against the Vault fake: success, every refusal.
+mod vault;

@@ -6,13 +6,15 @@
 //! [`slack`] signs requests exactly as Slack does, [`slack_fake`] stands in
 //! for the Slack Web API and records every call, [`events`] builds and
 //! posts CloudEvents and provides Kafka (tansu) brokers and topics, [`ory`]
-//! fakes Ory's JWKS and mints operator tokens, and
-//! [`LogCapture`] collects log lines for assertions.
+//! fakes Ory's JWKS and mints operator tokens, [`vault_fake`] stands in for
+//! Vault's Kubernetes login and KV v2 reads, and [`LogCapture`] collects log
+//! lines for assertions.
 
 pub mod events;
 pub mod ory;
 pub mod slack;
 pub mod slack_fake;
+pub mod vault_fake;
 
 use std::io;
 use std::net::SocketAddr;
