@@ -422,11 +422,21 @@ impl Reader<'_> {
         value
     }
 
+    /// An http(s) URL with a host, without trailing slashes. Parsed in full
+    /// here because some clients (vaultrs) panic on what they cannot parse.
     fn url(&mut self, var: &'static str, value: String) -> String {
-        if !(value.starts_with("http://") || value.starts_with("https://")) {
+        let trimmed = value.trim().trim_end_matches('/');
+        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
             self.problem(var, "must be an http:// or https:// URL");
+        } else if !reqwest::Url::parse(trimmed)
+            .is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        {
+            self.problem(
+                var,
+                "is not a valid URL with a host, e.g. https://host:port",
+            );
         }
-        value.trim_end_matches('/').to_owned()
+        trimmed.to_owned()
     }
 
     fn secret(&mut self, var: &'static str, env: Option<Environment>) -> Option<SecretString> {
@@ -629,13 +639,7 @@ impl Settings {
 
     fn vault(r: &mut Reader<'_>) -> Option<VaultSettings> {
         let raw = r.raw("VAULT_ADDR")?;
-        let addr = r.url("VAULT_ADDR", raw.clone());
-        // `url` has already complained about a missing scheme; this catches
-        // the rest (`http://`, a bad port) before vaultrs would panic on it.
-        let scheme_ok = raw.starts_with("http://") || raw.starts_with("https://");
-        if scheme_ok && reqwest::Url::parse(&raw).is_err() {
-            r.problem("VAULT_ADDR", "is not a valid URL");
-        }
+        let addr = r.url("VAULT_ADDR", raw);
         let role = r.required("VAULT_ROLE").unwrap_or_default();
         Some(VaultSettings {
             addr,
@@ -990,6 +994,14 @@ mod tests {
             err.vars(),
             ["DATABASE_URL", "VAULT_ADDR", "VAULT_ROLE", "TICK_SECONDS"]
         );
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_refused() {
+        for bad in ["http://", "https:///", "https://vault:99999"] {
+            let err = load(&with(&[("SLACK_API_BASE_URL", bad)]), IDENTITY).unwrap_err();
+            assert_eq!(err.vars(), ["SLACK_API_BASE_URL"], "{bad}");
+        }
     }
 
     #[test]
