@@ -111,6 +111,7 @@ pub(crate) async fn handle(
     let data = RunCreated {
         run_id: run.run_id,
         channel_id: run.channel_id.clone(),
+        response_url: Some(cmd.response_url.as_ref().to_owned()),
     };
     ctx.record_event(
         &mut tx,

@@ -91,6 +91,11 @@ pub struct RunCreated {
     pub run_id: Uuid,
     /// Its Slack channel.
     pub channel_id: String,
+    /// The slash command's `response_url` (valid 30 minutes), to tell the
+    /// initiator privately if the run message cannot be posted. Absent in
+    /// events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<String>,
 }
 
 /// Data of [`ORDER_PLACED`] and [`ORDER_UPDATED`].

@@ -406,6 +406,7 @@ mod tests {
             &RunCreated {
                 run_id,
                 channel_id: channel.to_owned(),
+                response_url: None,
             },
         )
     }

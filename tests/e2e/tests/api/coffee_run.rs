@@ -482,3 +482,46 @@ async fn refusals_are_ephemeral_and_start_nothing(pool: PgPool) {
     );
     assert_eq!(runs(app.ctx.db.clone()).await, 1);
 }
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn a_run_in_a_channel_the_bot_is_not_in_is_cancelled_and_the_initiator_told_how_to_fix_it(
+    pool: PgPool,
+) {
+    // Arrange: Slack refuses posts there, as it does before `/invite`.
+    let app = CoffeeApp::start(pool.clone()).await;
+    app.slack.fail_next(
+        "chat.postMessage",
+        coffeebuddy_test_support::slack_fake::FakeResponse::SlackError("not_in_channel"),
+    );
+
+    // Act
+    let (status, _) = app.coffee(CHANNEL, ALICE, "").await;
+
+    // Assert: the initiator hears why, privately; the run does not linger.
+    assert_eq!(status, 200);
+    let told = app
+        .slack
+        .wait_for_calls(&format!("response:cmd-{ALICE}"), 1, WAIT)
+        .await;
+    assert_eq!(told[0].body["response_type"], "ephemeral");
+    assert!(
+        all_text(&told[0].body).contains("/invite"),
+        "{:?}",
+        told[0].body
+    );
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM runs WHERE channel_id = $1 AND status = 'open'")
+            .bind(CHANNEL)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(open, 0);
+
+    // Once invited, `/coffee` works: the channel is not blocked.
+    let (_, answer) = app.coffee(CHANNEL, ALICE, "").await;
+    assert!(
+        answer["text"].as_str().unwrap().contains("started"),
+        "{answer}"
+    );
+    app.posted_run(CHANNEL).await;
+}
