@@ -8,21 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use coffeebuddy_test_support::database_url;
 use coffeebuddy_test_support::vault_fake::{TokenFile, VaultCall, VaultFake};
 use coffeebuddy_test_support::{BOT_TOKEN, SIGNING_SECRET, slack};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffeebuddy-local");
-
-fn url_for(opts: &PgConnectOptions) -> String {
-    format!(
-        "postgres://{}@{}:{}/{}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap_or("postgres")
-    )
-}
 
 /// Starts the binary with exactly `env` (nothing inherited) and returns it
 /// with a channel of its stdout lines.
@@ -126,7 +117,7 @@ async fn it_migrates_a_fresh_database_serves_and_exits_cleanly_on_sigterm(
     opts: PgConnectOptions,
 ) {
     // Arrange
-    let db_url = url_for(&opts);
+    let db_url = database_url(&opts);
     let (mut child, lines) = start(&[
         ("SERVICE_ENV", "test"),
         ("SLACK_SIGNING_SECRET", "process-test-secret"),
@@ -189,7 +180,7 @@ async fn with_vault_it_starts_without_slack_variables_and_verifies_with_vaults_s
     opts: PgConnectOptions,
 ) {
     // Arrange: VAULT_* pointing at the fake, no SLACK_* at all.
-    let db_url = url_for(&opts);
+    let db_url = database_url(&opts);
     let vault = vault_in_background();
     let token = TokenFile::new();
     let mut env: Vec<(&str, String)> = vault.vars(&token);

@@ -83,6 +83,19 @@ pub async fn spawn(app: Router) -> TestServer {
     }
 }
 
+/// The `postgres://` URL of a test database's connect options (user,
+/// address and database; the throwaway server trusts loopback, so no
+/// password), for settings and child processes that take a URL.
+pub fn database_url(opts: &sqlx::postgres::PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("postgres")
+    )
+}
+
 /// Settings for a test app talking to `database_url`, with test secrets and
 /// `SERVICE_ENV=test`. `extra` adds or overrides variables.
 pub fn settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {

@@ -420,3 +420,34 @@ async fn retention_deletes_exactly_what_is_older_than_the_window_once_a_day(pool
         1
     );
 }
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn slack_is_asked_about_workspace_admins_once_for_a_burst_of_commands(pool: PgPool) {
+    // Arrange
+    let app = app_with_boss(pool).await;
+
+    // Act: several changes by a workspace admin, several refusals for Alice.
+    for sub in ["disable", "enable", "reminders off"] {
+        assert!(
+            app.admin(CHANNEL, BOSS, sub).await.starts_with("Done."),
+            "{sub}"
+        );
+    }
+    for sub in ["disable", "retention 30"] {
+        assert!(
+            app.admin(CHANNEL, ALICE, sub)
+                .await
+                .contains("Only channel admins"),
+            "{sub}"
+        );
+    }
+
+    // Assert: one users.info per person (the answer is trusted for 60 s).
+    let lookups: Vec<String> = app
+        .slack
+        .calls_to("users.info")
+        .iter()
+        .map(|c| c.body["user"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(lookups, [BOSS, ALICE], "{lookups:?}");
+}

@@ -7,7 +7,9 @@ use coffeebuddy_test_support::TcpProxy;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{spawn_local, url_for};
+use coffeebuddy_test_support::database_url;
+
+use crate::helpers::spawn_local;
 
 async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url).await.expect("request");
@@ -22,7 +24,7 @@ async fn ready_is_healthy_with_the_database_up(_: PgPoolOptions, opts: PgConnect
         .connect_with(opts.clone())
         .await
         .unwrap();
-    let (app, _) = spawn_local(pool, &url_for(&opts), &[]).await;
+    let (app, _) = spawn_local(pool, &database_url(&opts), &[]).await;
 
     // Act
     let (status, body) = get_json(&app.url("/health/ready")).await;
@@ -52,7 +54,7 @@ async fn ready_turns_unhealthy_while_the_database_is_cut_off_and_recovers_withou
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_secs(1))
         .connect_lazy_with(via_proxy.clone());
-    let (app, _) = spawn_local(pool, &url_for(&via_proxy), &[]).await;
+    let (app, _) = spawn_local(pool, &database_url(&via_proxy), &[]).await;
     assert_eq!(get_json(&app.url("/health/ready")).await.0, 200);
 
     // Act: the database goes away.
@@ -91,7 +93,7 @@ async fn ready_is_unhealthy_when_the_database_was_never_reachable(
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(500))
         .connect_lazy_with(nowhere.clone());
-    let (app, _) = spawn_local(pool, &url_for(&nowhere), &[]).await;
+    let (app, _) = spawn_local(pool, &database_url(&nowhere), &[]).await;
 
     // Act
     let (status, body) = get_json(&app.url("/health/ready")).await;

@@ -9,23 +9,10 @@ use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_shared::slack::client::RetryPolicy;
 use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
-use coffeebuddy_test_support::{SIGNING_SECRET, TestServer, spawn};
+use coffeebuddy_test_support::{SIGNING_SECRET, TestServer, database_url, spawn};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
-
-/// The `postgres://` URL for connect options (the test database's name,
-/// user and address; the throwaway server trusts loopback, so no password).
-pub(crate) fn url_for(opts: &PgConnectOptions) -> String {
-    format!(
-        "postgres://{}@{}:{}/{}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap_or("postgres")
-    )
-}
 
 /// Spawns the all-in-one `local` service exactly as `runtime::run` builds it,
 /// on `pool`, with test settings (plus `extra` variables).
@@ -101,7 +88,7 @@ impl CoffeeApp {
         extra: &[(&str, &str)],
         customize: impl FnOnce(Context) -> Context,
     ) -> Self {
-        let database_url = url_for(&pool.connect_options());
+        let database_url = database_url(&pool.connect_options());
         let base_url = slack.base_url();
         let mut vars: Vec<(&str, &str)> = vec![("SLACK_API_BASE_URL", base_url.as_str())];
         vars.extend_from_slice(extra);

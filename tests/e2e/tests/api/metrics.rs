@@ -4,7 +4,9 @@ use coffeebuddy_shared::runtime::metrics::record_build_info;
 use coffeebuddy_test_support::{BOT_TOKEN, SIGNING_SECRET};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{spawn_local, url_for};
+use coffeebuddy_test_support::database_url;
+
+use crate::helpers::spawn_local;
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
 async fn the_latency_histogram_counts_requests_by_route_and_secrets_never_show(
@@ -16,7 +18,7 @@ async fn the_latency_histogram_counts_requests_by_route_and_secrets_never_show(
         .connect_with(opts.clone())
         .await
         .unwrap();
-    let db_url = url_for(&opts);
+    let db_url = database_url(&opts);
     let (app, ctx) = spawn_local(pool, &db_url, &[("METRICS_PATH", "/internal/metrics")]).await;
     record_build_info(&ctx.settings.service.name, &ctx.settings.service.version);
     let client = reqwest::Client::new();
