@@ -14,12 +14,19 @@
 //! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.
 //! - [`clock`]: time as an injectable dependency.
 //! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
+//! - [`effects`]: Slack effects as rows, decided in the state change's
+//!   transaction (DESIGN §5).
+//! - [`app`]: the application core: use cases shared by the functions
+//!   (closing a run, who may govern a channel, a run's view) and the effect
+//!   worker that carries effects out.
 
+pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod effects;
 pub mod events;
 pub mod runtime;
 pub mod secrets;

@@ -5,12 +5,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
+use cloudevents::{AttributesReader as _, Event};
+use coffeebuddy_shared::app::responses;
 use coffeebuddy_shared::db::channels::{self, ChannelConfig};
 use coffeebuddy_shared::domain::admin::{ADMIN_USAGE, AdminCommand, parse_admin_command};
-use coffeebuddy_shared::domain::ids::UserId;
-use coffeebuddy_shared::events::{self, ChannelConfigChanged};
+use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
+use coffeebuddy_shared::effects::Effect;
+use coffeebuddy_shared::events::{
+    self, AdminCommandRequested, ChannelConfigChanged, HandleEventError, decode_data,
+    first_delivery,
+};
 use coffeebuddy_shared::runtime::Context;
-use coffeebuddy_shared::slack::authz;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
 use coffeebuddy_shared::slack::signature::SignedBody;
@@ -110,68 +115,164 @@ pub(crate) async fn handle(
     let actor = &cmd.user_id;
 
     let mut tx = ctx.db.begin().await?;
-    if !command.is_open_to_everyone() {
-        let allowed = match authz::is_channel_admin(
-            &mut tx,
-            &ctx.slack,
-            &ctx.workspace_admins,
-            channel,
-            actor,
-        )
-        .await
-        {
-            Ok(allowed) => allowed,
-            Err(authz::CheckAdminError::Database(e)) => return Err(e.into()),
-            Err(e @ authz::CheckAdminError::Slack(_)) => {
-                tracing::warn!(error = %e, "could not check admin rights");
+    if !command.is_open_to_everyone()
+        && !channels::is_channel_admin(&mut tx, channel, actor.as_ref()).await?
+    {
+        match ctx.workspace_admins.cached(actor) {
+            Some(true) => {}
+            Some(false) => return Ok(answer(REFUSAL)),
+            None => {
+                // Only Slack knows whether this person is a workspace admin,
+                // and the ack must not wait for it (DESIGN §5): pass the
+                // command on, and answer privately once Slack has told us.
+                let response = responses::keep(&mut tx, &cmd.response_url, ctx.clock.now()).await?;
+                let data = AdminCommandRequested {
+                    channel_id: channel.to_owned(),
+                    team_id: cmd.team_id.to_string(),
+                    user_id: actor.to_string(),
+                    text: cmd.text.clone(),
+                    response: Some(response),
+                };
+                ctx.record_channel_event(&mut tx, events::ADMIN_COMMAND_REQUESTED, channel, &data)
+                    .await?;
+                ctx.commit_and_publish(tx).await?;
+                tracing::info!(subcommand = %command, "checking workspace-admin rights after the ack");
                 return Ok(answer(
-                    "Sorry, your permissions could not be checked right now. Please try again in a moment.",
+                    "Checking that you may change CoffeeBuddy here… the answer will appear in a moment.",
                 ));
             }
-        };
-        if !allowed {
-            tracing::warn!(subcommand = %command, "refused: not a channel or workspace admin");
-            return Ok(answer(
-                "Only channel admins and workspace admins can change CoffeeBuddy here. `/coffee-admin status` shows who the channel admins are.",
-            ));
         }
     }
+    if let AdminCommand::Status = command {
+        let reply = status(&ctx, &mut tx, channel, cmd.team_id.as_ref()).await?;
+        tx.commit().await?;
+        return Ok(answer(reply));
+    }
+    let reply = execute(&ctx, &mut tx, channel, cmd.team_id.as_ref(), actor, command).await?;
+    ctx.commit_and_publish(tx).await?;
+    tracing::info!("admin command done");
+    Ok(answer(reply))
+}
 
+/// Refusal for people who are neither channel nor workspace admins.
+const REFUSAL: &str = "Only channel admins and workspace admins can change CoffeeBuddy here. `/coffee-admin status` shows who the channel admins are.";
+
+/// The consumer name in the idempotency ledger.
+const CONSUMER: &str = "admin";
+
+/// `admin.command_requested`: asks Slack whether the person is a workspace
+/// admin (cached 60 s), then applies the command or refuses, answering
+/// privately. A redelivered event changes and answers nothing twice.
+pub(crate) async fn on_command_requested(
+    ctx: &Context,
+    event: &Event,
+) -> Result<(), HandleEventError> {
+    let data: AdminCommandRequested = decode_data(event)?;
+    let (Ok(channel_id), Ok(actor)) = (
+        ChannelId::parse(&data.channel_id),
+        UserId::parse(&data.user_id),
+    ) else {
+        return Err(HandleEventError::Malformed(
+            "channel_id or user_id is not a Slack id".to_owned(),
+        ));
+    };
+    let command = parse_admin_command(&data.text)
+        .map_err(|e| HandleEventError::Malformed(format!("not an admin command: {e}")))?;
+    let admin = match ctx.workspace_admins.check(&ctx.slack, &actor).await {
+        Ok(admin) => Some(admin),
+        Err(e) if e.is_retryable() => {
+            return Err(HandleEventError::Retryable(anyhow::anyhow!(
+                "checking workspace-admin rights: {e}"
+            )));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check admin rights");
+            None
+        }
+    };
+    let mut tx = ctx.db.begin().await?;
+    if !first_delivery(&mut tx, CONSUMER, event.id()).await? {
+        return Ok(());
+    }
+    let reply = match admin {
+        Some(true) => execute(ctx, &mut tx, channel_id.as_ref(), &data.team_id, &actor, command)
+            .await
+            .map_err(|e| HandleEventError::Retryable(anyhow::anyhow!("{e}")))?,
+        Some(false) => {
+            tracing::warn!(subcommand = %command, user_id = %actor, "refused: not a channel or workspace admin");
+            REFUSAL.to_owned()
+        }
+        None => "Sorry, your permissions could not be checked right now, so nothing was changed. Please try again in a moment.".to_owned(),
+    };
+    let tell = Effect::Ephemeral {
+        channel_id,
+        user: actor,
+        text: reply,
+        response: data.response,
+    };
+    ctx.record_effect(&mut tx, &tell).await?;
+    ctx.commit_and_publish(tx).await?;
+    Ok(())
+}
+
+/// `status`: the channel's settings and admins (anyone may ask).
+async fn status(
+    ctx: &Context,
+    tx: &mut sqlx::PgConnection,
+    channel: &str,
+    team: &str,
+) -> Result<String, AdministerError> {
+    let config = match channels::find(&mut *tx, channel).await? {
+        Some(config) => config,
+        None => {
+            channels::ensure(
+                &mut *tx,
+                channel,
+                Some(team),
+                &ctx.settings.channel_defaults,
+            )
+            .await?
+        }
+    };
+    let admins = channels::admins(&mut *tx, channel).await?;
+    Ok(describe(&config, &admins))
+}
+
+/// Applies an authorised `command` in `tx` (audited, with its events) and
+/// returns the answer for the person.
+async fn execute(
+    ctx: &Context,
+    tx: &mut sqlx::PgConnection,
+    channel: &str,
+    team: &str,
+    actor: &UserId,
+    command: AdminCommand,
+) -> Result<String, AdministerError> {
     let defaults = &ctx.settings.channel_defaults;
     let reply = match command {
         AdminCommand::Help => ADMIN_USAGE.to_owned(),
-        AdminCommand::Status => {
-            let config = match channels::find(&mut tx, channel).await? {
-                Some(config) => config,
-                None => {
-                    channels::ensure(&mut tx, channel, Some(cmd.team_id.as_ref()), defaults).await?
-                }
-            };
-            let admins = channels::admins(&mut tx, channel).await?;
-            tx.commit().await?;
-            return Ok(answer(describe(&config, &admins)));
-        }
+        AdminCommand::Status => status(ctx, tx, channel, team).await?,
         AdminCommand::Configure { action, patch } => {
             let (_, after) =
-                channels::apply_patch(&mut tx, channel, defaults, actor.as_ref(), action, &patch)
+                channels::apply_patch(&mut *tx, channel, defaults, actor.as_ref(), action, &patch)
                     .await?;
-            changed(&ctx, &mut tx, channel, actor, action).await?;
-            let admins = channels::admins(&mut tx, channel).await?;
+            changed(ctx, &mut *tx, channel, actor, action).await?;
+            let admins = channels::admins(&mut *tx, channel).await?;
             format!("Done.\n{}", describe(&after, &admins))
         }
         AdminCommand::AddAdmin(user) => {
-            if channels::add_admin(&mut tx, channel, defaults, actor.as_ref(), user.as_ref())
+            if channels::add_admin(&mut *tx, channel, defaults, actor.as_ref(), user.as_ref())
                 .await?
             {
-                changed(&ctx, &mut tx, channel, actor, "admins-add").await?;
+                changed(ctx, &mut *tx, channel, actor, "admins-add").await?;
                 format!("{} is now a channel admin.", user.mention())
             } else {
                 format!("{} already is a channel admin.", user.mention())
             }
         }
         AdminCommand::RemoveAdmin(user) => {
-            if channels::remove_admin(&mut tx, channel, actor.as_ref(), user.as_ref()).await? {
-                changed(&ctx, &mut tx, channel, actor, "admins-remove").await?;
+            if channels::remove_admin(&mut *tx, channel, actor.as_ref(), user.as_ref()).await? {
+                changed(ctx, &mut *tx, channel, actor, "admins-remove").await?;
                 format!("{} is no longer a channel admin.", user.mention())
             } else {
                 format!("{} was not a channel admin.", user.mention())
@@ -202,8 +303,8 @@ pub(crate) async fn handle(
             .rows_affected()
                 == 1;
             if confirmed {
-                let counts = channels::reset(&mut tx, channel, actor.as_ref()).await?;
-                changed(&ctx, &mut tx, channel, actor, "reset").await?;
+                let counts = channels::reset(&mut *tx, channel, actor.as_ref()).await?;
+                changed(ctx, &mut *tx, channel, actor, "reset").await?;
                 format!(
                     "Reset done: deleted {} run(s) and {} runner count(s). Fairness starts afresh.",
                     counts.runs, counts.served_counts
@@ -213,9 +314,7 @@ pub(crate) async fn handle(
             }
         }
     };
-    ctx.commit_and_publish(tx).await?;
-    tracing::info!("admin command done");
-    Ok(answer(reply))
+    Ok(reply)
 }
 
 /// Records the `channel.config_changed` event of a change.

@@ -6,10 +6,15 @@
 //!   row and `channel.config_changed` event in the same transaction.
 //! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT) and `…/audit`
 //!   (GET): the operators' REST API, for Ory-issued JWTs only (DESIGN §1.7).
-//! - `POST /` (CloudEvents): on each ping tick, the daily retention purge.
+//!   `GET /admin/api/v1/dead-letters`: what was parked as undeliverable.
+//! - `POST /` (CloudEvents): on each ping tick, the daily retention purge;
+//!   on `admin.command_requested`, a `/coffee-admin` change by someone only
+//!   Slack can vouch for (workspace admin), checked after the ack.
+//! - `POST /dead-letters`: the KafkaSources' dead-letter sink.
 
 mod api;
 mod command;
+mod dead_letters;
 mod retention;
 
 use axum::Router;
@@ -37,8 +42,13 @@ pub fn slack_router(ctx: &Context) -> Router {
 
 /// `POST /`: the CloudEvents this function consumes.
 pub fn event_router(ctx: &Context) -> Router {
+    let on_command = ctx.clone();
     let ctx = ctx.clone();
     EventRoutes::new("admin")
+        .on(events::ADMIN_COMMAND_REQUESTED, move |event| {
+            let ctx = on_command.clone();
+            async move { command::on_command_requested(&ctx, &event).await }
+        })
         .on(events::PING, move |_event| {
             let ctx = ctx.clone();
             async move {
@@ -53,7 +63,12 @@ pub fn event_router(ctx: &Context) -> Router {
 
 /// The operators' REST API under `/admin/api/v1` (Ory JWTs).
 pub fn api_router(ctx: &Context) -> Router {
-    api::routes(ctx)
+    api::routes(ctx).merge(dead_letters::api(ctx))
+}
+
+/// `POST /dead-letters`: where Knative's dead-letter sink parks events.
+pub fn dead_letter_router(ctx: &Context) -> Router {
+    dead_letters::intake(ctx)
 }
 
 /// Everything this function serves.
@@ -61,6 +76,7 @@ pub fn router(ctx: &Context) -> Router {
     slack_router(ctx)
         .merge(event_router(ctx))
         .merge(api_router(ctx))
+        .merge(dead_letter_router(ctx))
 }
 
 /// Builds the function for the shared runtime.

@@ -1,16 +1,18 @@
 //! Closing a run.
 //!
 //! `POST /` (CloudEvents): on `run.close_requested`,
-//! 1. in one transaction: lock the run, pick the runner fairly among the
-//!    participants (DESIGN §1.4), count their run exactly once, close the
-//!    run (or cancel it when nobody ordered) and write `run.closed`;
-//! 2. then the Slack effects, each at most once per run (ledger +
-//!    per-run lock): the run message shows the outcome, the channel gets the
-//!    summary, the runner a DM with every order, each other participant a DM
-//!    naming the runner.
+//! 1. when the click could not prove the right to close (not the starter,
+//!    not a named channel admin), ask Slack whether the person is a
+//!    workspace admin, after the ack; refuse privately if not;
+//! 2. in one transaction ([`coffeebuddy_shared::app::close::decide`]): lock
+//!    the run, pick the runner fairly (DESIGN §1.4), count their run exactly
+//!    once, close the run (or cancel it when nobody ordered), write
+//!    `run.closed` and the Slack effects: the run message shows the outcome,
+//!    the channel gets the summary, the runner a DM with every order, each
+//!    other participant a DM naming the runner.
 //!
-//! A redelivered event finds the run closed and only performs the effects
-//! still missing; Slack being down delays them (503 → retry), never drops them.
+//! The effect worker carries the effects out, each exactly once (DESIGN
+//! §5). A redelivered event finds the run closed and changes nothing.
 
 mod close;
 

@@ -4,17 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use coffeebuddy_shared::db::{orders, runs};
-use coffeebuddy_shared::domain::ids::UserId;
+use coffeebuddy_shared::app::{responses, run_view};
+use coffeebuddy_shared::db::{channels, orders, runs};
+use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::domain::order::OrderText;
+use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{self, OrderChanged, RunCloseRequested};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
 };
-use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ResponseUrl, ViewSubmission};
+use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ViewSubmission};
 use coffeebuddy_shared::slack::signature::SignedBody;
-use coffeebuddy_shared::slack::{authz, run_view};
 use uuid::Uuid;
 
 /// Why an interaction failed on our side.
@@ -75,19 +76,49 @@ pub(crate) async fn handle(
     }
 }
 
-/// Tells one person something, privately, after the ack (a Slack call must
-/// not delay the response Slack is waiting for).
-fn tell(ctx: &Context, response_url: Option<ResponseUrl>, text: String) {
-    let Some(url) = response_url else {
-        tracing::warn!(%text, "no response_url to answer on");
-        return;
+/// Tells the clicker something privately: an effect, written in its own
+/// transaction and carried out after the ack (a Slack call must not delay
+/// the response Slack is waiting for).
+async fn tell(
+    ctx: &Context,
+    action: &BlockAction,
+    channel: Option<ChannelId>,
+    text: &str,
+) -> Result<(), InteractError> {
+    let Some(channel_id) = channel.or_else(|| action.channel_id.clone()) else {
+        tracing::warn!(%text, "nowhere to answer a click privately");
+        return Ok(());
     };
-    let slack = ctx.slack.clone();
-    tokio::spawn(async move {
-        if let Err(e) = slack.respond(&url, &blocks::ephemeral(&text)).await {
-            tracing::warn!(error = %e, "could not send an ephemeral answer");
-        }
-    });
+    let mut tx = ctx.db.begin().await?;
+    tell_in(ctx, &mut tx, action, channel_id, text).await?;
+    ctx.commit_and_publish(tx).await?;
+    Ok(())
+}
+
+/// [`tell`] inside the caller's transaction.
+async fn tell_in(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    action: &BlockAction,
+    channel_id: ChannelId,
+    text: &str,
+) -> Result<(), sqlx::Error> {
+    let response = match &action.response_url {
+        Some(url) => Some(responses::keep(&mut *conn, url, ctx.clock.now()).await?),
+        None => None,
+    };
+    let effect = Effect::Ephemeral {
+        channel_id,
+        user: action.user_id.clone(),
+        text: text.to_owned(),
+        response,
+    };
+    ctx.record_effect(conn, &effect).await
+}
+
+/// The run's channel as a Slack id (only our own writes put it there).
+fn channel_of(run: &runs::Run) -> Option<ChannelId> {
+    ChannelId::parse(&run.channel_id).ok()
 }
 
 fn run_id_of(value: Option<&str>) -> Option<Uuid> {
@@ -102,20 +133,20 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
     let mut conn = ctx.db.acquire().await?;
     let run = match runs::find(&mut conn, run_id).await? {
         Some(run) if run.status == runs::RunStatus::Open => run,
-        Some(_) => {
+        Some(run) => {
+            drop(conn);
             tell(
                 ctx,
-                action.response_url,
-                "This coffee run is closed; orders can no longer be placed or changed.".to_owned(),
-            );
+                &action,
+                channel_of(&run),
+                "This coffee run is closed; orders can no longer be placed or changed.",
+            )
+            .await?;
             return Ok(StatusCode::OK.into_response());
         }
         None => {
-            tell(
-                ctx,
-                action.response_url,
-                "This coffee run no longer exists.".to_owned(),
-            );
+            drop(conn);
+            tell(ctx, &action, None, "This coffee run no longer exists.").await?;
             return Ok(StatusCode::OK.into_response());
         }
     };
@@ -129,7 +160,7 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
     };
     let view = run_view::load(&mut conn, &run)
         .await
-        .map_err(|e| InteractError::Unexpected(anyhow::anyhow!("{e:?}")))?;
+        .map_err(|e| InteractError::Unexpected(e.into()))?;
     drop(conn);
     let modal = blocks::order_modal(&view, prefill.as_deref(), false, runner_again);
     if let Err(e) = ctx.slack.open_view(&action.trigger_id, &modal).await {
@@ -138,9 +169,11 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
         tracing::warn!(error = %e, "views.open failed");
         tell(
             ctx,
-            action.response_url,
-            "Sorry, the order form could not be opened. Please click *Order* again.".to_owned(),
-        );
+            &action,
+            channel_of(&run),
+            "Sorry, the order form could not be opened. Please click *Order* again.",
+        )
+        .await?;
     }
     Ok(StatusCode::OK.into_response())
 }
@@ -189,60 +222,67 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
     };
     ctx.record_event(&mut tx, event_type, &run.channel_id, run_id, &data)
         .await?;
+    if let Some(channel_id) = channel_of(&run) {
+        let refresh = Effect::UpdateRunMessage { run_id, channel_id };
+        ctx.record_effect(&mut tx, &refresh).await?;
+    }
     ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, user_id = user, ?change, "order saved");
     // An empty 200 closes the modal.
     Ok(StatusCode::OK.into_response())
 }
 
+/// **Close run**. The starter and named channel admins are known from the
+/// database: their click moves the run to `closing` at once. Anyone else
+/// may still be a workspace admin, which only Slack can say: the click is
+/// passed on unauthorised and close-run asks Slack after the ack (DESIGN
+/// §5: the ack never waits on the Web API), answering privately.
 async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, InteractError> {
     let Some(run_id) = run_id_of(action.value.as_deref()) else {
         tracing::warn!("Close button without a run id");
         return Ok(StatusCode::OK.into_response());
     };
     let mut tx = ctx.db.begin().await?;
-    let Some(run) = runs::find(&mut tx, run_id).await? else {
-        tell(
-            ctx,
-            action.response_url,
-            "This coffee run no longer exists.".to_owned(),
-        );
+    let Some(run) = runs::lock(&mut tx, run_id).await? else {
+        drop(tx);
+        tell(ctx, &action, None, "This coffee run no longer exists.").await?;
         return Ok(StatusCode::OK.into_response());
     };
+    let Some(channel_id) = channel_of(&run) else {
+        return Err(InteractError::Unexpected(anyhow::anyhow!(
+            "stored channel id is not a Slack id"
+        )));
+    };
     if run.status != runs::RunStatus::Open {
-        tell(
+        tell_in(
             ctx,
-            action.response_url,
-            "This coffee run is already closed (or closing).".to_owned(),
-        );
+            &mut tx,
+            &action,
+            channel_id,
+            "This coffee run is already closed (or closing).",
+        )
+        .await?;
+        ctx.commit_and_publish(tx).await?;
         return Ok(StatusCode::OK.into_response());
     }
-    if !may_close(
-        ctx,
-        &mut tx,
-        &run,
-        &action.user_id,
-        action.response_url.clone(),
-    )
-    .await?
-    {
-        return Ok(StatusCode::OK.into_response());
+    let user = &action.user_id;
+    let authorized = run.initiator_id == user.as_ref()
+        || channels::is_channel_admin(&mut tx, &run.channel_id, user.as_ref()).await?;
+    if authorized {
+        let now = ctx.clock.now();
+        // Cannot miss: the run is locked and open.
+        runs::request_close(&mut tx, run_id, user.as_ref(), now).await?;
     }
-    let now = ctx.clock.now();
-    let Some(run) = runs::request_close(&mut tx, run_id, action.user_id.as_ref(), now).await?
-    else {
-        // Someone else's click won the race.
-        tell(
-            ctx,
-            action.response_url,
-            "This coffee run is already being closed.".to_owned(),
-        );
-        return Ok(StatusCode::OK.into_response());
+    let response = match &action.response_url {
+        Some(url) => Some(responses::keep(&mut tx, url, ctx.clock.now()).await?),
+        None => None,
     };
     let data = RunCloseRequested {
         run_id,
         channel_id: run.channel_id.clone(),
-        requested_by: action.user_id.to_string(),
+        requested_by: user.to_string(),
+        authorized,
+        response,
     };
     ctx.record_event(
         &mut tx,
@@ -253,49 +293,6 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
     )
     .await?;
     ctx.commit_and_publish(tx).await?;
-    tracing::info!(%run_id, closed_by = %action.user_id, "close requested");
+    tracing::info!(%run_id, closed_by = %user, authorized, "close requested");
     Ok(StatusCode::OK.into_response())
-}
-
-/// The initiator may close; so may channel and workspace admins. Everyone
-/// else is told who can, and the refusal is logged.
-async fn may_close(
-    ctx: &Context,
-    conn: &mut sqlx::PgConnection,
-    run: &runs::Run,
-    user: &UserId,
-    response_url: Option<ResponseUrl>,
-) -> Result<bool, InteractError> {
-    if run.initiator_id == user.as_ref() {
-        return Ok(true);
-    }
-    match authz::is_channel_admin(
-        conn,
-        &ctx.slack,
-        &ctx.workspace_admins,
-        &run.channel_id,
-        user,
-    )
-    .await
-    {
-        Ok(true) => Ok(true),
-        Ok(false) => {
-            tracing::info!(user_id = %user, run_id = %run.run_id, "refused: not allowed to close");
-            tell(
-                ctx,
-                response_url,
-                format!(
-                    "Only <@{}> (who started this run) or a channel admin can close it.",
-                    run.initiator_id
-                ),
-            );
-            Ok(false)
-        }
-        Err(authz::CheckAdminError::Database(e)) => Err(e.into()),
-        Err(e @ authz::CheckAdminError::Slack(_)) => {
-            tracing::warn!(error = %e, "could not check admin rights");
-            tell(ctx, response_url, "Sorry, your permissions could not be checked right now. Please try again in a moment.".to_owned());
-            Ok(false)
-        }
-    }
 }

@@ -25,6 +25,7 @@ mod send;
 mod store;
 
 use axum::Router;
+use coffeebuddy_shared::app::repair;
 use coffeebuddy_shared::config::ServiceIdentity;
 use coffeebuddy_shared::events::intake::EventRoutes;
 use coffeebuddy_shared::events::{self, HandleEventError, RunClosed, decode_data};
@@ -77,7 +78,15 @@ pub fn event_router(ctx: &Context) -> Router {
         .into_router()
 }
 
-/// One ping tick: the outbox sweep, then the due reminders. A failed sweep
+/// How long a tick works on Slack effects after the reminders, at most:
+/// the tick answers within `TICK_SECONDS` (waiting for reminders due before
+/// the next tick) plus this, well inside the service's request timeout
+/// (`timeoutSeconds` in `knative/service-reminder.yaml`).
+pub const TICK_EFFECTS_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One ping tick: the outbox sweep, the repair of runs no event will finish
+/// (DESIGN §5), the due reminders, then every Slack effect left (anyone's:
+/// the other functions may be scaled to zero). A failed sweep or repair
 /// does not hold reminders back; it is reported after them.
 async fn tick(ctx: &Context) -> Result<(), HandleEventError> {
     let swept = ctx.outbox.publish_pending().await;
@@ -88,7 +97,13 @@ async fn tick(ctx: &Context) -> Result<(), HandleEventError> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "outbox sweep failed; sending due reminders anyway"),
     }
+    let repaired = repair::repair(&ctx.db, ctx.clock.now(), &ctx.event_source()).await;
+    if let Err(e) = &repaired {
+        tracing::warn!(error = %e, "repair pass failed; the next tick retries it");
+    }
     send::due_reminders(ctx).await?;
+    ctx.effects.drain(TICK_EFFECTS_BUDGET).await?;
+    repaired?;
     swept
         .map(|_| ())
         .map_err(|e| HandleEventError::Retryable(anyhow::anyhow!("outbox sweep: {e}")))

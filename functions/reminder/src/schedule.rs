@@ -5,7 +5,7 @@ use coffeebuddy_shared::domain::reminder;
 use coffeebuddy_shared::events::{HandleEventError, RunClosed};
 use coffeebuddy_shared::runtime::Context;
 
-use crate::send::{self, Sent};
+use crate::send;
 use crate::{SCHEDULED_TOTAL, store};
 
 /// Schedules the reminder of a closed run: only a run that closed with a
@@ -46,12 +46,9 @@ pub(crate) async fn on_run_closed(ctx: &Context, data: RunClosed) -> Result<(), 
         tracing::info!(%run_id, %due_at, runner = %runner_id, "reminder scheduled");
     }
     if reminder::wait_before_sending(due_at, now).is_zero() {
-        // Due already: do not make the runner wait for the next tick. A
-        // Slack hiccup leaves it pending for that tick instead.
+        // Due already: do not make the runner wait for the next tick.
         let outcome = send::send(ctx, run_id).await?;
-        if outcome == Sent::Deferred {
-            tracing::info!(%run_id, "immediate reminder deferred to the next tick");
-        }
+        tracing::debug!(%run_id, ?outcome, "reminder due at once");
     }
     Ok(())
 }

@@ -7,21 +7,22 @@
 //! scales on requests; work after the response may be frozen).
 //!
 //! Sending one reminder is one transaction: claim the row (`FOR UPDATE SKIP
-//! LOCKED`, still `pending`), re-check the run and the channel, DM the
-//! runner while holding the lock, then mark it `sent` and write
-//! `reminder.sent` and commit. Two replicas ticking together, or a tick and
-//! a `run.closed` handler, never both get the lock on a pending row, and once
-//! the row is `sent` nobody claims it again. The one window left is a commit
-//! failing after Slack accepted the DM; the reminder then stays pending and
-//! a later tick repeats it — at least once beats never for a reminder, and
-//! that window is a database failure in the middle of a commit.
+//! LOCKED`, still `pending`), re-check the run and the channel, then mark it
+//! `sent`, write `reminder.sent` and the DM as an effect (DESIGN §5), and
+//! commit. Two replicas ticking together, or a tick and a `run.closed`
+//! handler, never both get the lock on a pending row, and once the row is
+//! `sent` nobody claims it again. No Slack call happens under the lock: the
+//! effect worker sends the DM right after the commit, exactly once, and
+//! retries it if Slack is down.
 
 use chrono::Duration;
+use coffeebuddy_shared::app::run_view;
 use coffeebuddy_shared::db::{channels, runs};
 use coffeebuddy_shared::domain::reminder;
+use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{self, HandleEventError, ReminderSent};
 use coffeebuddy_shared::runtime::Context;
-use coffeebuddy_shared::slack::{blocks, run_view};
+use coffeebuddy_shared::slack::blocks;
 use futures::StreamExt as _;
 use uuid::Uuid;
 
@@ -40,12 +41,10 @@ const CONCURRENT_SENDS: usize = 4;
 /// What became of one attempt to send a reminder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
-    /// The runner got the DM.
+    /// The runner's DM is on its way (an effect, committed).
     Delivered,
     /// Not sent, and never will be (reason counted in the metrics).
     Skipped,
-    /// Slack failed in a way that may pass; the next tick tries again.
-    Deferred,
     /// Nothing to do: already settled, gone, or held by another replica.
     NotPending,
 }
@@ -127,8 +126,8 @@ async fn sendable_view(
     }
     match run_view::load(conn, &run).await {
         Ok(view) => Ok(Ok(view)),
-        Err(HandleEventError::Malformed(m)) => Ok(Err(Skip::new("invalid_run", m))),
-        Err(e) => Err(e),
+        Err(run_view::LoadRunViewError::Malformed(m)) => Ok(Err(Skip::new("invalid_run", m))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -150,65 +149,52 @@ pub(crate) async fn send(ctx: &Context, run_id: Uuid) -> Result<Sent, HandleEven
         }
     };
 
-    match ctx
-        .slack
-        .post_message(&claimed.runner_id, &blocks::reminder_dm(&view))
-        .await
-    {
-        Ok(_) => {
-            let sent_at = ctx.clock.now();
-            if !store::mark_sent(&mut tx, run_id, sent_at).await? {
-                // Cannot happen while we hold the row lock; refuse to write
-                // a second `reminder.sent` rather than trust it.
-                return Err(HandleEventError::Retryable(anyhow::anyhow!(
-                    "reminder {run_id} left pending while claimed"
-                )));
-            }
-            let data = ReminderSent {
-                run_id,
-                channel_id: claimed.channel_id.clone(),
-                runner_id: claimed.runner_id.clone(),
-            };
-            ctx.record_event(
-                &mut tx,
-                events::REMINDER_SENT,
-                &claimed.channel_id,
-                run_id,
-                &data,
-            )
-            .await?;
-            ctx.commit_and_publish(tx).await?;
-
-            let lateness = reminder::lateness(claimed.due_at, claimed.created_at, sent_at);
-            let lateness_seconds = lateness.as_seconds_f64();
-            metrics::counter!(SENT_TOTAL).increment(1);
-            metrics::histogram!(LATENESS_SECONDS).record(lateness_seconds);
-            if reminder::is_late(lateness) {
-                metrics::counter!(LATE_TOTAL).increment(1);
-                tracing::warn!(
-                    %run_id,
-                    due_at = %claimed.due_at,
-                    %sent_at,
-                    lateness_seconds,
-                    "reminder sent late (missed while the service or Slack was unavailable)"
-                );
-            } else {
-                tracing::info!(%run_id, due_at = %claimed.due_at, %sent_at, lateness_seconds, "reminder sent");
-            }
-            Ok(Sent::Delivered)
-        }
-        Err(e) if e.is_retryable() => {
-            store::record_failure(&mut tx, run_id, &e.to_string()).await?;
-            tx.commit().await?;
-            tracing::warn!(%run_id, attempts = claimed.attempts + 1, error = %e, "reminder DM failed; retrying on the next tick");
-            Ok(Sent::Deferred)
-        }
-        Err(e) => {
-            store::mark_skipped(&mut tx, run_id, &e.to_string()).await?;
-            tx.commit().await?;
-            metrics::counter!(SKIPPED_TOTAL, "reason" => "slack_error").increment(1);
-            tracing::error!(%run_id, error = %e, "reminder DM failed permanently; not retrying");
-            Ok(Sent::Skipped)
-        }
+    let sent_at = ctx.clock.now();
+    if !store::mark_sent(&mut tx, run_id, sent_at).await? {
+        // Cannot happen while we hold the row lock; refuse to write a second
+        // `reminder.sent` rather than trust it.
+        return Err(HandleEventError::Retryable(anyhow::anyhow!(
+            "reminder {run_id} left pending while claimed"
+        )));
     }
+    let data = ReminderSent {
+        run_id,
+        channel_id: claimed.channel_id.clone(),
+        runner_id: claimed.runner_id.clone(),
+    };
+    ctx.record_event(
+        &mut tx,
+        events::REMINDER_SENT,
+        &claimed.channel_id,
+        run_id,
+        &data,
+    )
+    .await?;
+    let dm = Effect::DmReminder {
+        run_id,
+        channel_id: view.channel_id.clone(),
+        user: view.runner.clone().ok_or_else(|| {
+            HandleEventError::Malformed(format!("closed run {run_id} has no runner"))
+        })?,
+    };
+    ctx.record_effect(&mut tx, &dm).await?;
+    ctx.commit_and_publish(tx).await?;
+
+    let lateness = reminder::lateness(claimed.due_at, claimed.created_at, sent_at);
+    let lateness_seconds = lateness.as_seconds_f64();
+    metrics::counter!(SENT_TOTAL).increment(1);
+    metrics::histogram!(LATENESS_SECONDS).record(lateness_seconds);
+    if reminder::is_late(lateness) {
+        metrics::counter!(LATE_TOTAL).increment(1);
+        tracing::warn!(
+            %run_id,
+            due_at = %claimed.due_at,
+            %sent_at,
+            lateness_seconds,
+            "reminder sent late (missed while the service or Slack was unavailable)"
+        );
+    } else {
+        tracing::info!(%run_id, due_at = %claimed.due_at, %sent_at, lateness_seconds, "reminder sent");
+    }
+    Ok(Sent::Delivered)
 }

@@ -129,24 +129,6 @@ pub(crate) async fn mark_skipped(
     Ok(())
 }
 
-/// Records a failed attempt on a claimed reminder; it stays pending for the
-/// next tick.
-pub(crate) async fn record_failure(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    error: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE reminders SET attempts = attempts + 1, last_error = $2
-         WHERE run_id = $1 AND status = 'pending'",
-    )
-    .bind(run_id)
-    .bind(truncate(error))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 fn truncate(s: &str) -> String {
     s.chars().take(MAX_ERROR_CHARS).collect()
 }

@@ -4,8 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use coffeebuddy_shared::app::responses;
 use coffeebuddy_shared::db::{channels, runs};
 use coffeebuddy_shared::domain::command::{CoffeeCommand, USAGE, parse_coffee_command};
+use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
@@ -111,7 +113,6 @@ pub(crate) async fn handle(
     let data = RunCreated {
         run_id: run.run_id,
         channel_id: run.channel_id.clone(),
-        response_url: Some(cmd.response_url.as_ref().to_owned()),
     };
     ctx.record_event(
         &mut tx,
@@ -122,6 +123,20 @@ pub(crate) async fn handle(
     )
     .await
     .map_err(anyhow::Error::from)?;
+    // The run message is an effect of starting the run, decided here; the
+    // response URL stays with us, for telling the starter if it fails.
+    let response = responses::keep(&mut tx, &cmd.response_url, ctx.clock.now())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let post = Effect::PostRunMessage {
+        run_id: run.run_id,
+        channel_id: cmd.channel_id.clone(),
+        starter: cmd.user_id.clone(),
+        response: Some(response),
+    };
+    ctx.record_effect(&mut tx, &post)
+        .await
+        .map_err(anyhow::Error::from)?;
     ctx.commit_and_publish(tx)
         .await
         .map_err(anyhow::Error::from)?;

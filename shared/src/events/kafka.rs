@@ -348,6 +348,18 @@ where
                 loop {
                     match deliver(event.clone()).await {
                         Ok(()) => break,
+                        // A malformed event is refused the same way every
+                        // time: retrying it would stall its partition for
+                        // good. The deliver function parks it as poison.
+                        Err(e) if e.is_permanent() => {
+                            tracing::error!(
+                                error = %e,
+                                event_id = event.id(),
+                                event_type = event.ty(),
+                                "event refused as malformed; skipping it"
+                            );
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(
                                 error = %e,

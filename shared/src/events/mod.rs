@@ -64,6 +64,10 @@ pub const RUN_CLOSED: &str = "com.coffeebuddy.run.closed.v1";
 pub const REMINDER_SENT: &str = "com.coffeebuddy.reminder.sent.v1";
 /// A channel's configuration changed (`/coffee-admin` or the admin API).
 pub const CHANNEL_CONFIG_CHANGED: &str = "com.coffeebuddy.channel.config_changed.v1";
+/// A `/coffee-admin` change by someone who may be a workspace admin, which
+/// only Slack can tell: the admin function checks after the ack and applies
+/// it (or refuses) privately.
+pub const ADMIN_COMMAND_REQUESTED: &str = "com.coffeebuddy.admin.command_requested.v1";
 /// A Knative PingSource tick (and `local`'s built-in ticker).
 pub const PING: &str = "dev.knative.sources.ping";
 
@@ -76,6 +80,7 @@ pub const ALL_TYPES: &[&str] = &[
     RUN_CLOSED,
     REMINDER_SENT,
     CHANNEL_CONFIG_CHANGED,
+    ADMIN_COMMAND_REQUESTED,
 ];
 
 /// The CloudEvents partitioning extension: the Kafka key (our channel id).
@@ -91,11 +96,6 @@ pub struct RunCreated {
     pub run_id: Uuid,
     /// Its Slack channel.
     pub channel_id: String,
-    /// The slash command's `response_url` (valid 30 minutes), to tell the
-    /// initiator privately if the run message cannot be posted. Absent in
-    /// events written before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_url: Option<String>,
 }
 
 /// Data of [`ORDER_PLACED`] and [`ORDER_UPDATED`].
@@ -116,8 +116,22 @@ pub struct RunCloseRequested {
     pub run_id: Uuid,
     /// The run's Slack channel.
     pub channel_id: String,
-    /// Who clicked **Close run** (already checked to be allowed to).
+    /// Who clicked **Close run**.
     pub requested_by: String,
+    /// Whether the click already proved the right to close (the starter or
+    /// a named channel admin: the run is then `closing`). When `false`, the
+    /// run is still open and close-run asks Slack whether the person is a
+    /// workspace admin first: that check never delays the click's ack.
+    /// Absent (true) in events written before it existed.
+    #[serde(default = "authorized_by_default")]
+    pub authorized: bool,
+    /// Where the click's response URL is kept, for a private answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Uuid>,
+}
+
+fn authorized_by_default() -> bool {
+    true
 }
 
 /// Data of [`RUN_CLOSED`].
@@ -153,6 +167,22 @@ pub struct ChannelConfigChanged {
     pub actor: String,
     /// The audit action, e.g. `disable` or `reminder-offset`.
     pub action: String,
+}
+
+/// Data of [`ADMIN_COMMAND_REQUESTED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCommandRequested {
+    /// Where it was typed.
+    pub channel_id: String,
+    /// The workspace.
+    pub team_id: String,
+    /// Who typed it.
+    pub user_id: String,
+    /// The subcommand text, as typed.
+    pub text: String,
+    /// Where the command's response URL is kept, for the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Uuid>,
 }
 
 /// An event a handler wants published, written to the outbox with

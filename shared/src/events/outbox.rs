@@ -9,10 +9,19 @@
 //! consumers deduplicate by event id ([`super::first_delivery`]).
 //!
 //! Ordering: one pass at a time across every process sharing the database
-//! (a transaction-scoped advisory lock), rows claimed in `created_at` order,
-//! and a pass stops at the first failed delivery, so a channel's events are
-//! never published out of order. `FOR UPDATE SKIP LOCKED` on the claim keeps
-//! two publishers off the same rows even if the lock were ever bypassed.
+//! (a transaction-scoped advisory lock), rows claimed in `created_at` order
+//! and grouped by partition key (the channel). Channels are delivered in
+//! parallel, each channel's events in order: a failed delivery stops its
+//! channel's group and backs that event off (`next_attempt_at`), and later
+//! events of the same channel wait behind it, while other channels go on.
+//! `FOR UPDATE SKIP LOCKED` on the claim keeps two publishers off the same
+//! rows even if the lock were ever bypassed.
+//!
+//! Poison: an event a consumer refuses as malformed (HTTP 4xx in process),
+//! one that cannot be encoded, or one still refused after
+//! [`MAX_DELIVERY_ATTEMPTS`] by a consumer, is parked in `dead_letters`
+//! and marked published, so it never blocks what comes after it. A sink
+//! that is down (Kafka unreachable) is not poison: its events wait.
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +53,14 @@ pub const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
 pub const PUBLISHED_TOTAL: &str = "coffeebuddy_outbox_published_total";
 /// Counter of failed deliveries from the outbox.
 pub const PUBLISH_FAILURES_TOTAL: &str = "coffeebuddy_outbox_publish_failures_total";
+
+/// Deliveries a consumer may refuse (answer non-2xx) before the event is
+/// parked as poison. With the backoff capped at [`MAX_EVENT_BACKOFF`], about
+/// 45 minutes of refusals.
+pub const MAX_DELIVERY_ATTEMPTS: i32 = 50;
+
+/// Longest wait before one event's next delivery attempt.
+pub const MAX_EVENT_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Longest `last_error` stored on a row.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -148,6 +165,34 @@ enum Pass {
     Busy,
 }
 
+/// What delivering one channel's events of a batch achieved.
+#[derive(Default)]
+struct GroupOutcome<'a> {
+    delivered: Vec<Uuid>,
+    poisoned: Vec<(&'a OutboxRow, DeliverError)>,
+    failure: Option<(&'a OutboxRow, DeliverError)>,
+}
+
+/// Whether a failed delivery marks the event as poison: refused as
+/// malformed, unencodable, or refused too often. A sink that is down is
+/// never poison.
+fn is_poison(error: &DeliverError, attempts: i32) -> bool {
+    error.is_permanent()
+        || (matches!(error, DeliverError::Rejected { .. })
+            && attempts.saturating_add(1) >= MAX_DELIVERY_ATTEMPTS)
+}
+
+/// The wait before an event's attempt number `attempts + 1`: half a second,
+/// doubled per failure, capped at [`MAX_EVENT_BACKOFF`].
+fn event_backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(16);
+    Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(MAX_EVENT_BACKOFF)
+}
+
 /// Publishes committed outbox rows to a sink. Cheap to clone: clones share
 /// the pool, the sink and the wake-up signal.
 #[derive(Clone)]
@@ -181,11 +226,13 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Publishes every unpublished row, oldest first, and returns how many
-    /// were published. Stops at the first delivery failure (recording
-    /// `attempts` and `last_error` on that row) so later events of the same
-    /// channel never overtake it. Returns `Ok(0)` at once when another pass
-    /// (in this or another process) is already publishing.
+    /// Publishes every unpublished row that is due, oldest first, channels
+    /// in parallel, and returns how many were published. A failed delivery
+    /// records `attempts`, `last_error` and its backoff on that row, and
+    /// later events of the same channel wait behind it. Fails only when
+    /// nothing at all could be delivered (the sink is down). Returns `Ok(0)`
+    /// at once when another pass (in this or another process) is already
+    /// publishing.
     pub async fn publish_pending(&self) -> Result<usize, PublishError> {
         match self.pass().await? {
             Pass::Done(n) => Ok(n),
@@ -225,7 +272,12 @@ impl Outbox {
         }
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT event_id, event_type, source, subject, partition_key, payload, created_at, attempts \
-             FROM outbox WHERE published_at IS NULL \
+             FROM outbox o WHERE published_at IS NULL \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+               AND NOT EXISTS ( \
+                   SELECT 1 FROM outbox w WHERE w.partition_key = o.partition_key \
+                     AND w.published_at IS NULL AND w.next_attempt_at > now() \
+                     AND (w.created_at, w.event_id) < (o.created_at, o.event_id)) \
              ORDER BY created_at, event_id \
              LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -234,34 +286,80 @@ impl Outbox {
         .await?;
         let claimed = rows.len();
 
-        let mut delivered = Vec::with_capacity(claimed);
-        let mut failure = None;
+        // One group per channel, each in order; groups in parallel.
+        let mut groups: Vec<Vec<&OutboxRow>> = Vec::new();
+        let mut group_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for row in &rows {
-            let event = to_cloudevent(row);
-            match self.sink.deliver(&event).await {
-                Ok(()) => delivered.push(row.event_id),
-                Err(e) => {
-                    failure = Some((row.event_id, e));
-                    break;
+            let i = *group_of
+                .entry(row.partition_key.as_str())
+                .or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+            groups[i].push(row);
+        }
+        let sink = &self.sink;
+        let outcomes = futures::future::join_all(groups.iter().map(|group| async move {
+            let mut outcome = GroupOutcome::default();
+            for row in group {
+                match sink.deliver(&to_cloudevent(row)).await {
+                    Ok(()) => outcome.delivered.push(row.event_id),
+                    Err(e) if is_poison(&e, row.attempts) => outcome.poisoned.push((*row, e)),
+                    Err(e) => {
+                        outcome.failure = Some((*row, e));
+                        break;
+                    }
                 }
             }
-        }
+            outcome
+        }))
+        .await;
 
+        let mut delivered = Vec::new();
+        let mut first_failure = None;
+        for outcome in outcomes {
+            delivered.extend(outcome.delivered);
+            for (row, e) in outcome.poisoned {
+                let message: String = format!("{e:#}").chars().take(MAX_ERROR_CHARS).collect();
+                let letter = crate::effects::store::DeadLetter {
+                    source: crate::effects::store::DeadLetterSource::Outbox,
+                    ref_id: row.event_id.to_string(),
+                    kind: row.event_type.clone(),
+                    channel_id: Some(row.partition_key.clone()),
+                    payload: row.payload.clone(),
+                    error: message.clone(),
+                    attempts: row.attempts.saturating_add(1),
+                };
+                crate::effects::store::park(&mut tx, &letter).await?;
+                sqlx::query(
+                    "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
+                )
+                .bind(row.event_id)
+                .bind(format!("dead letter: {message}"))
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((row, e)) = outcome.failure {
+                let message: String = format!("{e:#}").chars().take(MAX_ERROR_CHARS).collect();
+                let wait = event_backoff(row.attempts.saturating_add(1));
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+                     next_attempt_at = now() + make_interval(secs => $3) WHERE event_id = $1",
+                )
+                .bind(row.event_id)
+                .bind(message)
+                .bind(wait.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+                metrics::counter!(PUBLISH_FAILURES_TOTAL).increment(1);
+                first_failure.get_or_insert((row.event_id, e));
+            }
+        }
         if !delivered.is_empty() {
             sqlx::query("UPDATE outbox SET published_at = now() WHERE event_id = ANY($1)")
                 .bind(&delivered)
                 .execute(&mut *tx)
                 .await?;
-        }
-        if let Some((event_id, e)) = &failure {
-            let message: String = format!("{e:#}").chars().take(MAX_ERROR_CHARS).collect();
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
-            )
-            .bind(event_id)
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
         }
         tx.commit().await?;
 
@@ -269,11 +367,14 @@ impl Outbox {
         if n > 0 {
             metrics::counter!(PUBLISHED_TOTAL).increment(n as u64);
         }
-        if let Some((event_id, source)) = failure {
-            metrics::counter!(PUBLISH_FAILURES_TOTAL).increment(1);
+        // Every group failed: the sink itself is down; let the relay back
+        // off as a whole. Otherwise the failed events back off on their own.
+        if let Some((event_id, source)) = first_failure
+            && n == 0
+        {
             return Err(PublishError::Deliver {
                 event_id,
-                published: before + n,
+                published: before,
                 source,
             });
         }
@@ -406,7 +507,6 @@ mod tests {
             &RunCreated {
                 run_id,
                 channel_id: channel.to_owned(),
-                response_url: None,
             },
         )
     }

@@ -53,6 +53,18 @@ pub enum DeliverError {
     Kafka(#[source] rdkafka::error::KafkaError),
 }
 
+impl DeliverError {
+    /// Whether delivering the same event again can never succeed: it cannot
+    /// be encoded, or a consumer refused it as malformed (HTTP 4xx).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Encode(_) => true,
+            Self::Rejected { status, .. } => (400..500).contains(status),
+            Self::Unavailable(_) | Self::Kafka(_) => false,
+        }
+    }
+}
+
 /// The CloudEvents SDK could not encode an event.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode CloudEvent: {0}")]

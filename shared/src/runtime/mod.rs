@@ -26,14 +26,16 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::app::authz::WorkspaceAdmins;
+use crate::app::worker::EffectWorker;
 use crate::auth::OryVerifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServiceIdentity, Settings};
 use crate::db;
+use crate::effects::Effect;
 use crate::events::NewEvent;
 use crate::events::outbox::{Outbox, enqueue};
 use crate::events::sink::{EventSink, InProcessSink, KafkaSink};
-use crate::slack::authz::WorkspaceAdmins;
 use crate::slack::client::SlackClient;
 use crate::slack::signature::SlackVerifier;
 pub use health::{Criticality, Probe, Readiness};
@@ -97,6 +99,9 @@ pub struct Context {
     pub in_process: Option<InProcessSink>,
     /// Recent answers to "is this person a workspace admin?".
     pub workspace_admins: WorkspaceAdmins,
+    /// Carries out the Slack effects handlers write ([`crate::effects`]);
+    /// woken by [`Context::commit_and_publish`].
+    pub effects: EffectWorker,
     /// Verifies operators' Ory JWTs; `None` where Ory is not configured
     /// (only possible in `local`). One per process: clones share the JWKS
     /// cache.
@@ -127,7 +132,14 @@ impl Context {
         };
         let outbox = Outbox::new(db.clone(), sink);
         let ory = settings.ory.as_ref().map(OryVerifier::new);
+        let effects = EffectWorker::new(
+            db.clone(),
+            &slack,
+            Arc::clone(&clock),
+            &event_source_of(&settings),
+        );
         Ok(Self {
+            effects,
             ory,
             settings,
             db,
@@ -141,7 +153,20 @@ impl Context {
 
     /// The CloudEvent `source` of events this process writes.
     pub fn event_source(&self) -> String {
-        format!("/coffeebuddy/{}", self.settings.service.name)
+        event_source_of(&self.settings)
+    }
+
+    /// Writes a Slack effect inside the caller's transaction, due now: it
+    /// commits (or not) with the state change that causes it, and the
+    /// worker carries it out after [`commit_and_publish`](Self::commit_and_publish).
+    pub async fn record_effect(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        effect: &Effect,
+    ) -> Result<(), sqlx::Error> {
+        crate::effects::enqueue(conn, self.clock.now(), effect)
+            .await
+            .map(drop)
     }
 
     /// Writes an event about `run_id` in `channel_id` into the outbox, inside
@@ -171,16 +196,23 @@ impl Context {
         enqueue(conn, &self.event_source(), event).await
     }
 
-    /// Commits a transaction that recorded events, then wakes the relay so
-    /// they are published at once rather than at the next sweep.
+    /// Commits a transaction that recorded events or effects, then wakes
+    /// the relay and the effect worker so they go out at once rather than
+    /// at the next sweep.
     pub async fn commit_and_publish(
         &self,
         tx: sqlx::Transaction<'_, sqlx::Postgres>,
     ) -> Result<(), sqlx::Error> {
         tx.commit().await?;
         self.outbox.notify();
+        self.effects.notify();
         Ok(())
     }
+}
+
+/// The CloudEvent `source` of a process with these settings.
+fn event_source_of(settings: &Settings) -> String {
+    format!("/coffeebuddy/{}", settings.service.name)
 }
 
 impl axum::extract::FromRef<Context> for SlackVerifier {
@@ -343,8 +375,10 @@ where
     let ctx = Context::new(Arc::clone(&settings), pool.clone(), Arc::new(SystemClock))?;
     let service = build(ctx.clone()).context("cannot build the service")?;
     let app = assemble(&ctx, service);
-    // Publishes what handlers commit, and anything an earlier process left.
+    // Publishes what handlers commit, and anything an earlier process left;
+    // carries out their Slack effects.
     let relay = ctx.outbox.spawn_relay();
+    let worker = ctx.effects.spawn();
 
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = TcpListener::bind(addr)
@@ -358,6 +392,9 @@ where
     // Whatever the relay had not published stays in the outbox for the next
     // process (or the ping sweep): nothing is lost by stopping it here.
     relay.abort();
+    // An effect cut off mid-call keeps its claim until the lease expires;
+    // the next worker then reconciles it (never resends blindly).
+    worker.abort();
     pool.close().await;
     Ok(())
 }

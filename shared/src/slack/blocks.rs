@@ -11,11 +11,16 @@
 //! mrkdwn) never carries user text.
 //!
 //! # Slack limits
-//! A message holds at most [`MAX_BLOCKS`] blocks and a section at most
-//! [`MAX_SECTION_CHARS`] characters. Order lists are packed line by line into
-//! sections; what does not fit ends with "…and N more". Each order and note is
-//! first cut to [`MAX_SHOWN_CHARS`] characters (before escaping, so an entity
-//! is never split), which guarantees every line fits in one section.
+//! A message holds at most [`MAX_BLOCKS`] blocks, a section at most
+//! [`MAX_SECTION_CHARS`] characters, and all its blocks together about
+//! 12,000 characters of text ([`MAX_MESSAGE_CHARS`] keeps a margin; escaping
+//! `&`, `<`, `>` can make an order five times longer than typed). Order
+//! lists are packed line by line into sections. The run message shows what
+//! fits and ends with "…and N more"; the summary and the runner's DMs never
+//! drop an order: they continue in further messages ([`summary_pages`],
+//! [`runner_dm_pages`], [`reminder_dm_pages`]). Each order and note is first
+//! cut to [`MAX_SHOWN_CHARS`] characters (before escaping, so an entity is
+//! never split), which guarantees every line fits in one section.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -47,6 +52,10 @@ pub const OPTION_RUNNER_AGAIN: &str = "runner_again";
 pub const MAX_BLOCKS: usize = 50;
 /// Slack's limit on a section's text.
 pub const MAX_SECTION_CHARS: usize = 3000;
+/// Characters of text we put in one message's blocks at most: Slack refuses
+/// more than about 12,000 in all (`msg_blocks_too_long`); the margin covers
+/// its own counting of entities and emoji.
+pub const MAX_MESSAGE_CHARS: usize = 11_000;
 /// Slack's limit on a button's or option's text.
 pub const MAX_BUTTON_CHARS: usize = 75;
 /// Longest order or note shown, in characters, before escaping. Orders are
@@ -173,17 +182,29 @@ fn order_line(order: &OrderLine) -> String {
 }
 
 /// Packs `orders` into sections of at most [`MAX_SECTION_CHARS`], using at
-/// most `max_blocks` blocks and listing at most `max_orders` orders. Orders
-/// left out are counted in a final "…and N more" line.
-fn order_sections(orders: &[OrderLine], max_blocks: usize, max_orders: usize) -> Vec<Value> {
+/// most `max_blocks` blocks and `max_chars` characters and listing at most
+/// `max_orders` orders. Orders left out are counted in a final "…and N more"
+/// line.
+fn order_sections(
+    orders: &[OrderLine],
+    max_blocks: usize,
+    max_orders: usize,
+    max_chars: usize,
+) -> Vec<Value> {
     const MORE_RESERVE: usize = 40; // room for "\n…and 12345 more"
     let max_blocks = max_blocks.max(1);
+    let max_chars = max_chars.saturating_sub(MORE_RESERVE);
     let mut blocks: Vec<String> = Vec::new();
     let mut current = String::new();
+    let mut used = 0;
     let mut shown = 0;
     for order in orders.iter().take(max_orders) {
         let line = order_line(order);
-        let needed = current.chars().count() + 1 + line.chars().count();
+        let line_chars = line.chars().count();
+        if used + line_chars + 1 > max_chars {
+            break;
+        }
+        let needed = current.chars().count() + 1 + line_chars;
         let last_block = blocks.len() + 1 == max_blocks;
         let budget = if last_block {
             MAX_SECTION_CHARS - MORE_RESERVE
@@ -200,6 +221,7 @@ fn order_sections(orders: &[OrderLine], max_blocks: usize, max_orders: usize) ->
             current.push('\n');
         }
         current.push_str(&line);
+        used += line_chars + 1;
         shown += 1;
     }
     let hidden = orders.len() - shown;
@@ -213,6 +235,89 @@ fn order_sections(orders: &[OrderLine], max_blocks: usize, max_orders: usize) ->
         blocks.push(current);
     }
     blocks.iter().map(|text| section(text)).collect()
+}
+
+/// Every order line packed into sections of at most [`MAX_SECTION_CHARS`].
+fn all_order_sections(orders: &[OrderLine]) -> Vec<String> {
+    let mut sections: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for order in orders {
+        let line = order_line(order);
+        if !current.is_empty()
+            && current.chars().count() + 1 + line.chars().count() > MAX_SECTION_CHARS
+        {
+            sections.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&line);
+    }
+    if !current.is_empty() {
+        sections.push(current);
+    }
+    sections
+}
+
+/// Characters of text in `blocks` as Slack counts them toward its limit
+/// (every `text` string, nested ones included).
+pub fn text_chars(blocks: &Value) -> usize {
+    match blocks {
+        Value::Array(items) => items.iter().map(text_chars).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(text) if key == "text" => text.chars().count(),
+                other => text_chars(other),
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// A head block and every order, in as many messages as Slack's limits
+/// need: the first holds the head and the order count, each further one
+/// says "continued (n/m)". Nobody's order is dropped.
+fn paged(head: String, view: &RunView, text: String) -> Vec<OutgoingMessage> {
+    // Room kept on every page for its "continued" line.
+    const CONTINUED_RESERVE: usize = 60;
+    let mut first = vec![section(&head)];
+    if !view.orders.is_empty() {
+        first.push(context(&plural(view.orders.len(), "order", "orders")));
+    }
+    let mut pages: Vec<Vec<Value>> = Vec::new();
+    let mut chars = text_chars(&Value::Array(first.clone()));
+    let mut blocks = first;
+    for section_text in all_order_sections(&view.orders) {
+        let section_chars = section_text.chars().count();
+        if blocks.len() + 1 >= MAX_BLOCKS
+            || chars + section_chars + CONTINUED_RESERVE > MAX_MESSAGE_CHARS
+        {
+            pages.push(std::mem::take(&mut blocks));
+            chars = 0;
+        }
+        chars += section_chars;
+        blocks.push(section(&section_text));
+    }
+    pages.push(blocks);
+    let total = pages.len();
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut blocks)| {
+            if i == 0 {
+                return OutgoingMessage {
+                    text: text.clone(),
+                    blocks: Value::Array(blocks),
+                };
+            }
+            blocks.insert(0, context(&format!("_…continued ({}/{total})_", i + 1)));
+            OutgoingMessage {
+                text: format!("{text} (continued)"),
+                blocks: Value::Array(blocks),
+            }
+        })
+        .collect()
 }
 
 /// The run's channel message (posted at start, updated on every change).
@@ -247,10 +352,15 @@ pub fn run_message(view: &RunView) -> OutgoingMessage {
     blocks.push(context(&status));
     // Header, status and the actions block stay; the rest is for orders.
     let budget = MAX_BLOCKS - blocks.len() - 1;
+    // What the head, status and buttons use, and a margin for the buttons'
+    // labels, is not available to the orders.
+    let chars_left =
+        MAX_MESSAGE_CHARS.saturating_sub(text_chars(&Value::Array(blocks.clone())) + 200);
     blocks.extend(order_sections(
         &view.orders,
         budget,
         MAX_ORDERS_IN_RUN_MESSAGE,
+        chars_left,
     ));
     if view.state == RunState::Open {
         let run_id = view.run_id.to_string();
@@ -349,19 +459,6 @@ pub fn order_modal(
 
 /// A message whose order list must be complete: `head` first, then every
 /// order over as many sections as needed.
-fn with_all_orders(head: String, view: &RunView, text: String) -> OutgoingMessage {
-    let mut blocks = vec![section(&head)];
-    if !view.orders.is_empty() {
-        blocks.push(context(&plural(view.orders.len(), "order", "orders")));
-    }
-    let budget = MAX_BLOCKS - blocks.len();
-    blocks.extend(order_sections(&view.orders, budget, usize::MAX));
-    OutgoingMessage {
-        text,
-        blocks: Value::Array(blocks),
-    }
-}
-
 fn runner_phrase(view: &RunView) -> String {
     view.runner
         .as_ref()
@@ -370,7 +467,7 @@ fn runner_phrase(view: &RunView) -> String {
 
 /// The channel summary posted when a run closes: the runner, pickup, note and
 /// every order.
-pub fn summary_message(view: &RunView) -> OutgoingMessage {
+pub fn summary_pages(view: &RunView) -> Vec<OutgoingMessage> {
     let runner = runner_phrase(view);
     let mut head = format!(
         ":coffee: Coffee run closed: {runner} is getting the coffee (started by {})",
@@ -380,11 +477,24 @@ pub fn summary_message(view: &RunView) -> OutgoingMessage {
         head.push('\n');
         head.push_str(&line);
     }
-    with_all_orders(
+    paged(
         head,
         view,
         format!("Coffee run closed: {runner} is the runner"),
     )
+}
+
+/// The first message of [`summary_pages`] (all of it for runs that fit one).
+pub fn summary_message(view: &RunView) -> OutgoingMessage {
+    let mut pages = summary_pages(view);
+    // `paged` always returns at least the head page.
+    if pages.is_empty() {
+        return OutgoingMessage {
+            text: String::new(),
+            blocks: Value::Array(Vec::new()),
+        };
+    }
+    pages.swap_remove(0)
 }
 
 /// The channel message for a run closed without orders.
@@ -400,7 +510,7 @@ pub fn cancelled_message(view: &RunView) -> OutgoingMessage {
 }
 
 /// The DM to the runner: the full order list with pickup and note.
-pub fn runner_dm(view: &RunView) -> OutgoingMessage {
+pub fn runner_dm_pages(view: &RunView) -> Vec<OutgoingMessage> {
     let mut head = format!(
         ":runner: You're the runner for the coffee run in <#{}>",
         view.channel_id
@@ -409,7 +519,20 @@ pub fn runner_dm(view: &RunView) -> OutgoingMessage {
         head.push('\n');
         head.push_str(&line);
     }
-    with_all_orders(head, view, "You're the coffee runner".to_owned())
+    paged(head, view, "You're the coffee runner".to_owned())
+}
+
+/// The first message of [`runner_dm_pages`] (all of it for runs that fit one).
+pub fn runner_dm(view: &RunView) -> OutgoingMessage {
+    let mut pages = runner_dm_pages(view);
+    // `paged` always returns at least the head page.
+    if pages.is_empty() {
+        return OutgoingMessage {
+            text: String::new(),
+            blocks: Value::Array(Vec::new()),
+        };
+    }
+    pages.swap_remove(0)
 }
 
 /// The DM to a participant who is not the runner: who is getting the coffee,
@@ -438,7 +561,7 @@ pub fn participant_dm(view: &RunView, user: &UserId) -> OutgoingMessage {
 
 /// The runner's pickup reminder DM (DESIGN §1.5): "Reminder: pickup at
 /// HH:MM", then the note and the full order list, as in [`runner_dm`].
-pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
+pub fn reminder_dm_pages(view: &RunView) -> Vec<OutgoingMessage> {
     // The pickup is our own `HH:MM` rendering, not user text, so it may
     // appear in the notification text.
     let headline = match &view.pickup {
@@ -453,7 +576,20 @@ pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
     if let Some(note) = view.note.as_deref().filter(|n| !n.trim().is_empty()) {
         head.push_str(&format!("\n:memo: {}", user_text(note)));
     }
-    with_all_orders(head, view, headline)
+    paged(head, view, headline)
+}
+
+/// The first message of [`reminder_dm_pages`] (all of it for runs that fit one).
+pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
+    let mut pages = reminder_dm_pages(view);
+    // `paged` always returns at least the head page.
+    if pages.is_empty() {
+        return OutgoingMessage {
+            text: String::new(),
+            blocks: Value::Array(Vec::new()),
+        };
+    }
+    pages.swap_remove(0)
 }
 
 /// An ephemeral answer to a slash command or `response_url`. `text` is ours

@@ -125,6 +125,10 @@ pub enum SlackApiError {
         method: String,
         /// What went wrong, without the URL.
         message: String,
+        /// Whether the request may have reached Slack: `false` only when the
+        /// connection was never made (refused, DNS, connect timeout), so
+        /// Slack certainly did nothing.
+        maybe_sent: bool,
     },
     /// Slack answered 2xx with a body we could not read.
     #[error("Slack {method} answered with an unreadable body: {message}")]
@@ -149,6 +153,35 @@ impl SlackApiError {
         }
     }
 
+    /// What this failure says about whether Slack did the work, for calls
+    /// that must not be repeated blindly (posts). See [`Failure`].
+    pub fn classify(&self) -> Failure {
+        match self {
+            Self::RateLimited { retry_after, .. } => Failure::NotDone {
+                retry_after: Some(*retry_after),
+            },
+            Self::Transport {
+                maybe_sent: false, ..
+            } => Failure::NotDone { retry_after: None },
+            Self::Transport { .. } | Self::Decode { .. } => Failure::InDoubt,
+            // A 5xx may come from Slack's edge before the request reached the
+            // method, or after the method did its work and failed to answer:
+            // treat it as in doubt and read back before sending again.
+            Self::Status { status, .. } if *status >= 500 => Failure::InDoubt,
+            Self::Status { status: 429, .. } => Failure::NotDone { retry_after: None },
+            Self::Status { .. } => Failure::Permanent,
+            Self::Api { error, .. } => match error.as_str() {
+                "ratelimited" | "rate_limited" | "request_timeout" => {
+                    Failure::NotDone { retry_after: None }
+                }
+                // Slack's docs for both: "it's possible some aspect of the
+                // operation succeeded before the error was raised".
+                "internal_error" | "fatal_error" | "service_unavailable" => Failure::InDoubt,
+                _ => Failure::Permanent,
+            },
+        }
+    }
+
     /// The Web API method (or `response_url`) that failed.
     pub fn method(&self) -> &str {
         match self {
@@ -160,6 +193,37 @@ impl SlackApiError {
         }
     }
 }
+
+/// What a failed call means for work that must happen exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Slack certainly did nothing (429, connection refused, a transient
+    /// refusal before any work): safe to send again, after `retry_after`
+    /// when Slack named a wait.
+    NotDone {
+        /// Slack's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Slack may or may not have done it (timeout after sending, 5xx,
+    /// `internal_error`): read back before sending again.
+    InDoubt,
+    /// Slack refused the request itself (`channel_not_found`,
+    /// `invalid_blocks`…): sending it again can never succeed.
+    Permanent,
+}
+
+/// Extra `chat.postMessage` arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostOptions {
+    /// Reply in this message's thread.
+    pub thread_ts: Option<String>,
+    /// Our id for the post, sent as message `metadata` so that a post whose
+    /// outcome is in doubt can be found again ([`SlackClient::find_posted`]).
+    pub effect_key: Option<String>,
+}
+
+/// The `metadata.event_type` CoffeeBuddy marks its posts with.
+pub const EFFECT_METADATA_TYPE: &str = "coffeebuddy_effect";
 
 /// Where `chat.postMessage` put a message: needed to `chat.update` it later.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,14 +341,35 @@ impl SlackClient {
         channel: &str,
         msg: &OutgoingMessage,
     ) -> Result<PostedMessage, SlackApiError> {
+        self.post_message_with(channel, msg, &PostOptions::default())
+            .await
+    }
+
+    /// `chat.postMessage` with a thread and/or an effect key (see
+    /// [`PostOptions`]).
+    pub async fn post_message_with(
+        &self,
+        channel: &str,
+        msg: &OutgoingMessage,
+        options: &PostOptions,
+    ) -> Result<PostedMessage, SlackApiError> {
         const METHOD: &str = "chat.postMessage";
-        let body = json!({
+        let mut body = json!({
             "channel": channel,
             "text": msg.text,
             "blocks": msg.blocks,
             "unfurl_links": false,
             "unfurl_media": false,
         });
+        if let Some(thread_ts) = &options.thread_ts {
+            body["thread_ts"] = json!(thread_ts);
+        }
+        if let Some(key) = &options.effect_key {
+            body["metadata"] = json!({
+                "event_type": EFFECT_METADATA_TYPE,
+                "event_payload": { "effect": key },
+            });
+        }
         let answer = self.web_api(METHOD, Body::Json(&body), self.retry).await?;
         let channel = string_field(METHOD, &answer, "channel")?;
         let ts = string_field(METHOD, &answer, "ts")?;
@@ -322,6 +407,67 @@ impl SlackClient {
         self.web_api("views.open", Body::Json(&body), policy)
             .await
             .map(drop)
+    }
+
+    /// `chat.postEphemeral`: a message only `user` sees, in `channel`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &UserId,
+        text: &str,
+    ) -> Result<(), SlackApiError> {
+        let body = json!({ "channel": channel, "user": user.as_ref(), "text": text });
+        self.web_api("chat.postEphemeral", Body::Json(&body), self.retry)
+            .await
+            .map(drop)
+    }
+
+    /// `conversations.open`: the `D…` id of the bot's DM with `user`.
+    pub async fn open_dm(&self, user: &UserId) -> Result<String, SlackApiError> {
+        const METHOD: &str = "conversations.open";
+        let body = json!({ "users": user.as_ref() });
+        let answer = self.web_api(METHOD, Body::Json(&body), self.retry).await?;
+        answer
+            .pointer("/channel/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SlackApiError::Decode {
+                method: METHOD.to_owned(),
+                message: "no channel.id in the answer".to_owned(),
+            })
+    }
+
+    /// Reads `channel`'s history since `oldest` (a Slack `ts`, inclusive)
+    /// and returns the `ts` of the message CoffeeBuddy posted with effect
+    /// key `key` (see [`PostOptions::effect_key`]), if any. Needs the
+    /// `channels:history`, `groups:history` or `im:history` scope for the
+    /// conversation; without it Slack answers `missing_scope`.
+    pub async fn find_posted(
+        &self,
+        channel: &str,
+        oldest: &str,
+        key: &str,
+    ) -> Result<Option<String>, SlackApiError> {
+        const METHOD: &str = "conversations.history";
+        let form = [
+            ("channel", channel),
+            ("oldest", oldest),
+            ("inclusive", "true"),
+            ("include_all_metadata", "true"),
+            ("limit", "200"),
+        ];
+        let answer = self.web_api(METHOD, Body::Form(&form), self.retry).await?;
+        let messages = answer
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        Ok(messages.iter().find_map(|m| {
+            let metadata = m.get("metadata")?;
+            (metadata.get("event_type")?.as_str()? == EFFECT_METADATA_TYPE
+                && metadata.pointer("/event_payload/effect")?.as_str()? == key)
+                .then(|| m.get("ts")?.as_str().map(str::to_owned))
+                .flatten()
+        }))
     }
 
     /// `users.info`: whether someone is a workspace admin or owner.
@@ -544,6 +690,8 @@ fn transport_error(method: &str, error: &reqwest::Error) -> SlackApiError {
     SlackApiError::Transport {
         method: method.to_owned(),
         message,
+        // A connect error (refused, DNS, connect timeout) never sent a byte.
+        maybe_sent: !error.is_connect(),
     }
 }
 
@@ -599,7 +747,8 @@ mod tests {
         assert!(
             SlackApiError::Transport {
                 method: "m".to_owned(),
-                message: "timed out".to_owned()
+                message: "timed out".to_owned(),
+                maybe_sent: true,
             }
             .is_retryable()
         );
@@ -638,5 +787,49 @@ mod tests {
         assert!(user(false, false, true, false).is_workspace_admin());
         assert!(!user(false, false, false, false).is_workspace_admin());
         assert!(!user(true, true, true, true).is_workspace_admin());
+    }
+
+    #[test]
+    fn failures_are_classified_by_whether_slack_may_have_done_the_work() {
+        let transport = |maybe_sent| SlackApiError::Transport {
+            method: "chat.postMessage".to_owned(),
+            message: "x".to_owned(),
+            maybe_sent,
+        };
+        let status = |status| SlackApiError::Status {
+            method: "chat.postMessage".to_owned(),
+            status,
+        };
+        let limited = SlackApiError::RateLimited {
+            method: "chat.postMessage".to_owned(),
+            retry_after: Duration::from_secs(7),
+        };
+        assert_eq!(
+            limited.classify(),
+            Failure::NotDone {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            transport(false).classify(),
+            Failure::NotDone { retry_after: None }
+        );
+        assert_eq!(transport(true).classify(), Failure::InDoubt);
+        assert_eq!(status(500).classify(), Failure::InDoubt);
+        assert_eq!(status(503).classify(), Failure::InDoubt);
+        assert_eq!(status(404).classify(), Failure::Permanent);
+        assert_eq!(api("internal_error").classify(), Failure::InDoubt);
+        assert_eq!(
+            api("ratelimited").classify(),
+            Failure::NotDone { retry_after: None }
+        );
+        for permanent in [
+            "channel_not_found",
+            "not_in_channel",
+            "msg_blocks_too_long",
+            "invalid_blocks",
+        ] {
+            assert_eq!(api(permanent).classify(), Failure::Permanent, "{permanent}");
+        }
     }
 }

@@ -9,13 +9,11 @@
 //! - [`client`]: the Web API client (`chat.postMessage`, `chat.update`,
 //!   `views.open`, `users.info`, `response_url`s) with retries that honour
 //!   `Retry-After`.
-//! - [`authz`]: who may govern a channel (channel admins, workspace admins).
-//! - [`run_view`]: a run's view read from the database, and what a failed
-//!   Slack call means for the event being handled.
+//!
+//! Nothing here reads the database: what needs both (a run's view, who may
+//! govern a channel) is in [`crate::app`].
 
-pub mod authz;
 pub mod blocks;
 pub mod client;
 pub mod payloads;
-pub mod run_view;
 pub mod signature;

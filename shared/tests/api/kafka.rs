@@ -33,7 +33,6 @@ fn run_created(channel: &str) -> NewEvent {
         &RunCreated {
             run_id,
             channel_id: channel.to_owned(),
-            response_url: None,
         },
     )
 }

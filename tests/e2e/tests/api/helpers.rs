@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffeebuddy_shared::app::worker::{EffectWorker, WorkerPolicy};
 use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::runtime::{self, Context};
 use coffeebuddy_shared::slack::blocks;
@@ -36,6 +37,21 @@ pub(crate) struct CoffeeApp {
     pub(crate) slack: SlackFake,
     client: reqwest::Client,
     relay: AbortOnDrop,
+    worker: AbortOnDrop,
+}
+
+/// The effect worker's pace in tests: short waits, a 2 s call timeout (so
+/// "answered after the timeout" takes 2 s, not 10) and a 4 s lease.
+pub(crate) fn test_worker_policy() -> WorkerPolicy {
+    WorkerPolicy {
+        lease: Duration::from_secs(4),
+        concurrency: 16,
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        in_doubt_wait: Duration::from_millis(500),
+        call_timeout: Duration::from_secs(2),
+        idle_poll: Duration::from_secs(1),
+    }
 }
 
 /// Stops a background task when the test's app goes away.
@@ -104,15 +120,26 @@ impl CoffeeApp {
             ..ctx
         };
         let ctx = customize(ctx);
+        // The worker on the test's clock and Slack client, at a test pace.
+        let effects = EffectWorker::with_policy(
+            ctx.db.clone(),
+            &ctx.slack,
+            Arc::clone(&ctx.clock),
+            &ctx.event_source(),
+            test_worker_policy(),
+        );
+        let ctx = Context { effects, ..ctx };
         let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
         let server = spawn(runtime::assemble(&ctx, service)).await;
         let relay = AbortOnDrop(ctx.outbox.spawn_relay());
+        let worker = AbortOnDrop(ctx.effects.spawn());
         Self {
             server,
             ctx,
             slack,
             client: reqwest::Client::new(),
             relay,
+            worker,
         }
     }
 
@@ -122,9 +149,11 @@ impl CoffeeApp {
             server,
             slack,
             relay,
+            worker,
             ..
         } = self;
         drop(relay);
+        drop(worker);
         server.shutdown().await.expect("clean shutdown");
         slack
     }

@@ -40,6 +40,16 @@ impl WorkspaceAdmins {
         Ok(admin)
     }
 
+    /// What the cache knows about `user`, if it is fresh: lets a caller
+    /// that must not wait on Slack (an ack) decide without asking it.
+    pub fn cached(&self, user: &UserId) -> Option<bool> {
+        let now = Instant::now();
+        self.lock()
+            .get(user)
+            .filter(|(_, at)| now.duration_since(*at) < WORKSPACE_ADMIN_TTL)
+            .map(|(admin, _)| *admin)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (bool, Instant)>> {
         self.seen
             .lock()

@@ -1,6 +1,5 @@
-//! The Block Kit view of a run, read from the database, and how a failed
-//! Slack call turns into an event-handling outcome. Shared by every function
-//! that renders or announces a run.
+//! The Block Kit view of a run, read from the database. Shared by every
+//! function that renders or announces a run, and by the effect worker.
 
 use sqlx::PgConnection;
 
@@ -9,17 +8,36 @@ use crate::domain::command::Pickup;
 use crate::domain::ids::{ChannelId, UserId};
 use crate::events::HandleEventError;
 use crate::slack::blocks::{OrderLine, RunState, RunView};
-use crate::slack::client::SlackApiError;
+
+/// Why a run's view could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadRunViewError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A stored id is not a Slack id (only a broken writer can cause it).
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<LoadRunViewError> for HandleEventError {
+    fn from(e: LoadRunViewError) -> Self {
+        match e {
+            LoadRunViewError::Database(e) => e.into(),
+            LoadRunViewError::Malformed(m) => Self::Malformed(m),
+        }
+    }
+}
 
 /// Builds the view of `run` with its current active orders, pickup shown in
 /// the channel's time zone.
-pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, HandleEventError> {
+pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, LoadRunViewError> {
     let tz = channels::find(&mut *conn, &run.channel_id)
         .await?
         .map_or(chrono_tz::UTC, |c| c.timezone);
     let orders = orders::active(&mut *conn, run.run_id).await?;
     let malformed =
-        |what: &str| HandleEventError::Malformed(format!("stored {what} is not a Slack id"));
+        |what: &str| LoadRunViewError::Malformed(format!("stored {what} is not a Slack id"));
     Ok(RunView {
         run_id: run.run_id,
         channel_id: ChannelId::parse(&run.channel_id).map_err(|_| malformed("channel"))?,
@@ -45,16 +63,4 @@ pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, H
             })
             .collect(),
     })
-}
-
-/// What a Slack failure means for the event being handled: retry later when
-/// Slack may recover (rate limits, outages), otherwise log and move on —
-/// retrying `channel_not_found` forever helps nobody.
-pub fn on_slack_error(e: SlackApiError, what: &str) -> Result<(), HandleEventError> {
-    if e.is_retryable() {
-        Err(HandleEventError::Retryable(anyhow::anyhow!("{what}: {e}")))
-    } else {
-        tracing::error!(error = %e, "{what} failed permanently; not retrying");
-        Ok(())
-    }
 }

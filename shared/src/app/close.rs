@@ -1,0 +1,192 @@
+//! Closing a run (DESIGN §1.4): the fair pick, the outcome, its
+//! `run.closed` event and every Slack effect it causes, decided in the
+//! caller's transaction — so a close is all or nothing, and exactly once.
+//!
+//! Called by the close-run function on `run.close_requested`, and by the
+//! ping tick's repair for a run left in `closing`.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::{orders, runs};
+use crate::domain::fairness::{Candidate, select_runner};
+use crate::domain::ids::{ChannelId, UserId};
+use crate::effects::{self, Effect};
+use crate::events::{self, NewEvent, RunClosed};
+
+/// What closing a run decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// Closed with this runner, among this many participants.
+    WithRunner {
+        /// The runner.
+        runner: UserId,
+        /// People with an active order.
+        participants: usize,
+    },
+    /// Nobody ordered: cancelled.
+    Cancelled,
+    /// Nothing to do: the run is gone, or not `closing` (already decided).
+    NotClosing,
+}
+
+/// The Slack effects of a closed run (pure): the run message shows the
+/// outcome; with a runner, the channel gets the summary, the runner a DM
+/// with every order and each other participant a DM naming the runner;
+/// without one, a "cancelled" note (shown only if there is no run message
+/// to show it on, which the worker decides at send time).
+pub fn close_effects(
+    run_id: Uuid,
+    channel_id: &ChannelId,
+    runner: Option<&UserId>,
+    participants: &[UserId],
+) -> Vec<Effect> {
+    let channel_id = channel_id.clone();
+    let mut planned = vec![Effect::UpdateRunMessage {
+        run_id,
+        channel_id: channel_id.clone(),
+    }];
+    let Some(runner) = runner else {
+        planned.push(Effect::PostCancelled { run_id, channel_id });
+        return planned;
+    };
+    planned.push(Effect::PostSummary {
+        run_id,
+        channel_id: channel_id.clone(),
+    });
+    planned.push(Effect::DmRunner {
+        run_id,
+        channel_id: channel_id.clone(),
+        user: runner.clone(),
+    });
+    let mut others: Vec<&UserId> = participants.iter().filter(|u| *u != runner).collect();
+    others.sort();
+    others.dedup();
+    planned.extend(others.into_iter().map(|user| Effect::DmParticipant {
+        run_id,
+        channel_id: channel_id.clone(),
+        user: user.clone(),
+    }));
+    planned
+}
+
+/// Decides the close of `run_id` if it is `closing`: locks the run, picks
+/// the runner among the participants, counts their run once, closes (or
+/// cancels) the run and writes `run.closed` and the effects, all in `conn`'s
+/// transaction. `event_source` is the CloudEvent source of the writer.
+pub async fn decide(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    event_source: &str,
+    run_id: Uuid,
+) -> Result<Closed, sqlx::Error> {
+    let Some(run) = runs::lock(&mut *conn, run_id).await? else {
+        return Ok(Closed::NotClosing); // reset away before we got to it
+    };
+    if run.status != runs::RunStatus::Closing {
+        return Ok(Closed::NotClosing); // already decided by an earlier delivery
+    }
+    let Ok(channel_id) = ChannelId::parse(&run.channel_id) else {
+        // Only our own writes put channel ids there; a broken row must not
+        // wedge the channel: cancel it.
+        runs::cancel(&mut *conn, run_id, now).await?;
+        return Ok(Closed::Cancelled);
+    };
+    let standings = orders::standings(&mut *conn, run_id, &run.channel_id).await?;
+    let candidates: Vec<Candidate> = standings
+        .iter()
+        .filter_map(|s| {
+            Some(Candidate {
+                user_id: UserId::parse(&s.user_id).ok()?,
+                runs_served_count: s.runs_served_count,
+                last_served_at: s.last_served_at,
+                runner_again_opt_in: s.runner_opt_in,
+            })
+        })
+        .collect();
+    let previous = runs::previous_runner(&mut *conn, &run.channel_id, run_id)
+        .await?
+        .and_then(|p| UserId::parse(&p).ok());
+    let runner = select_runner(&candidates, previous.as_ref(), run_id);
+    let closed = match &runner {
+        Some(runner) => {
+            orders::record_served(&mut *conn, &run.channel_id, runner.as_ref(), now).await?;
+            runs::close(&mut *conn, run_id, runner.as_ref(), now).await?
+        }
+        None => runs::cancel(&mut *conn, run_id, now).await?,
+    };
+    let data = RunClosed {
+        run_id,
+        channel_id: closed.channel_id.clone(),
+        runner_id: closed.runner_id.clone(),
+        cancelled: closed.status == runs::RunStatus::Cancelled,
+    };
+    let event = NewEvent::new(
+        events::RUN_CLOSED,
+        &closed.channel_id,
+        Some(run_id.to_string()),
+        &data,
+    );
+    events::enqueue(&mut *conn, event_source, event).await?;
+    let participants: Vec<UserId> = candidates.iter().map(|c| c.user_id.clone()).collect();
+    for effect in close_effects(run_id, &channel_id, runner.as_ref(), &participants) {
+        effects::enqueue(&mut *conn, now, &effect).await?;
+    }
+    tracing::info!(%run_id, runner = ?runner, participants = candidates.len(), previous_runner = ?previous, "run closed");
+    Ok(match runner {
+        Some(runner) => Closed::WithRunner {
+            runner,
+            participants: candidates.len(),
+        },
+        None => Closed::Cancelled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("user id")
+    }
+
+    #[test]
+    fn a_close_with_a_runner_updates_the_message_posts_the_summary_and_dms_everyone_once() {
+        let channel = ChannelId::parse("C0CHAN").expect("channel");
+        let (ann, bob, cy) = (user("U0ANN"), user("U0BOB"), user("U0CY"));
+        let planned = close_effects(
+            Uuid::nil(),
+            &channel,
+            Some(&bob),
+            &[ann.clone(), bob.clone(), cy.clone(), ann.clone()],
+        );
+        let kinds: Vec<&str> = planned.iter().map(Effect::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "update_run_message",
+                "post_summary",
+                "dm_runner",
+                "dm_participant",
+                "dm_participant"
+            ]
+        );
+        let dm_users: Vec<&UserId> = planned
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DmParticipant { user, .. } => Some(user),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dm_users, [&ann, &cy], "the runner is not told twice");
+    }
+
+    #[test]
+    fn a_cancelled_close_sends_no_dms() {
+        let channel = ChannelId::parse("C0CHAN").expect("channel");
+        let planned = close_effects(Uuid::nil(), &channel, None, &[]);
+        let kinds: Vec<&str> = planned.iter().map(Effect::kind).collect();
+        assert_eq!(kinds, ["update_run_message", "post_cancelled"]);
+    }
+}

@@ -1,0 +1,19 @@
+//! The application core: what the functions do, independent of how a
+//! request reached them (Slack, a CloudEvent, the operators' API, a tick).
+//!
+//! # Layout
+//! - [`run_view`]: a run's view read from the database.
+//! - [`authz`]: who may govern a channel (channel admins, workspace admins).
+//! - [`close`]: closing a run: the fair pick, the outcome and its effects,
+//!   decided in one transaction.
+//! - [`responses`]: Slack `response_url`s kept for their 30-minute life by
+//!   the function that answers with them.
+//! - [`worker`]: the effect worker that carries out [`crate::effects`].
+//! - [`repair`]: what the ping tick finishes when no event will.
+
+pub mod authz;
+pub mod close;
+pub mod repair;
+pub mod responses;
+pub mod run_view;
+pub mod worker;
