@@ -470,6 +470,8 @@ mod tests {
         received: Mutex<Vec<Event>>,
         failing: AtomicBool,
         delay: Option<Duration>,
+        /// Channels whose events the consumer answers with this status.
+        refused: Mutex<Vec<(String, u16)>>,
     }
 
     impl RecordingSink {
@@ -491,6 +493,17 @@ mod tests {
                 }
                 if self.failing.load(Ordering::SeqCst) {
                     return Err(DeliverError::Unavailable("sink is down".to_owned()));
+                }
+                let key = crate::events::partition_key(event).unwrap_or_default();
+                let refusal = self
+                    .refused
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .find(|(channel, _)| *channel == key)
+                    .map(|(_, status)| *status);
+                if let Some(status) = refusal {
+                    return Err(DeliverError::Rejected { target: 0, status });
                 }
                 self.received.lock().expect("lock").push(event.clone());
                 Ok(())
@@ -583,10 +596,18 @@ mod tests {
         // Act
         let published = outbox.publish_pending().await.expect("publish");
 
-        // Assert
+        // Assert: every event once, each channel's in order.
         assert_eq!(published, 5);
-        let expected: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        assert_eq!(sink.ids(), expected);
+        let delivered = sink.ids();
+        let mut sorted = delivered.clone();
+        sorted.sort();
+        let mut expected: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        expected.sort();
+        assert_eq!(sorted, expected);
+        let c1: Vec<String> = [0, 2, 3].iter().map(|&i| ids[i].to_string()).collect();
+        let c1_delivered: Vec<String> =
+            delivered.into_iter().filter(|id| c1.contains(id)).collect();
+        assert_eq!(c1_delivered, c1, "one channel's events keep their order");
         let unpublished: i64 =
             sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
                 .fetch_one(&pool)
@@ -639,14 +660,86 @@ mod tests {
         assert_eq!(rows[1].get::<i32, _>("attempts"), 0);
         assert!(rows.iter().all(|r| r.get::<bool, _>("pending")));
 
-        // Act again: the sink is back.
+        // Act again at once: the failed event waits for its backoff, and the
+        // channel's later event waits behind it.
         sink.failing.store(false, Ordering::SeqCst);
+        assert_eq!(outbox.publish_pending().await.expect("publish"), 0);
+        tokio::time::sleep(event_backoff(1) + Duration::from_millis(100)).await;
         let published = outbox.publish_pending().await.expect("publish");
 
         // Assert
         assert_eq!(published, 2);
         let expected: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         assert_eq!(sink.ids(), expected);
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn one_channel_whose_consumer_fails_does_not_hold_back_another(pool: PgPool) {
+        // Arrange: C1's consumer answers 503; C2's events are fine.
+        let ids = enqueue_committed(
+            &pool,
+            vec![
+                run_created("C1"),
+                run_created("C2"),
+                run_created("C1"),
+                run_created("C2"),
+            ],
+        )
+        .await;
+        let sink = Arc::new(RecordingSink::default());
+        sink.refused
+            .lock()
+            .expect("lock")
+            .push(("C1".to_owned(), 503));
+        let outbox = Outbox::new(pool.clone(), sink.clone());
+
+        // Act
+        let published = outbox.publish_pending().await.expect("C2 went out");
+
+        // Assert: C2's two went out in order; C1's wait, in order, for later.
+        assert_eq!(published, 2);
+        assert_eq!(sink.ids(), [ids[1].to_string(), ids[3].to_string()]);
+        let pending: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM outbox WHERE published_at IS NULL ORDER BY created_at, event_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("pending");
+        let mut c1 = vec![ids[0], ids[2]];
+        c1.sort();
+        let mut pending_sorted = pending.clone();
+        pending_sorted.sort();
+        assert_eq!(pending_sorted, c1);
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn an_event_refused_as_malformed_is_parked_and_does_not_block_its_channel(pool: PgPool) {
+        // Arrange: the consumer refuses C9's events as malformed (400).
+        let ids = enqueue_committed(&pool, vec![run_created("C9"), run_created("C1")]).await;
+        let sink = Arc::new(RecordingSink::default());
+        sink.refused
+            .lock()
+            .expect("lock")
+            .push(("C9".to_owned(), 400));
+        let outbox = Outbox::new(pool.clone(), sink.clone());
+
+        // Act
+        outbox.publish_pending().await.expect("publish");
+
+        // Assert: the good event went out; the poison one is a dead letter
+        // and no longer pending.
+        assert_eq!(sink.ids(), [ids[1].to_string()]);
+        let dead: Vec<(String, String)> = sqlx::query_as("SELECT source, ref_id FROM dead_letters")
+            .fetch_all(&pool)
+            .await
+            .expect("dead letters");
+        assert_eq!(dead, [("outbox".to_owned(), ids[0].to_string())]);
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        assert_eq!(pending, 0);
     }
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]

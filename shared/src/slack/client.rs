@@ -164,9 +164,14 @@ impl SlackApiError {
                 maybe_sent: false, ..
             } => Failure::NotDone { retry_after: None },
             Self::Transport { .. } | Self::Decode { .. } => Failure::InDoubt,
-            // A 5xx may come from Slack's edge before the request reached the
-            // method, or after the method did its work and failed to answer:
-            // treat it as in doubt and read back before sending again.
+            // 502 and 503 come from Slack's edge when the method could not be
+            // reached (the usual face of an outage): nothing was done. A 500,
+            // a 504 (the edge gave up waiting) or any other 5xx may come after
+            // the method did its work: in doubt, read back before sending
+            // again.
+            Self::Status {
+                status: 502 | 503, ..
+            } => Failure::NotDone { retry_after: None },
             Self::Status { status, .. } if *status >= 500 => Failure::InDoubt,
             Self::Status { status: 429, .. } => Failure::NotDone { retry_after: None },
             Self::Status { .. } => Failure::Permanent,
@@ -816,7 +821,11 @@ mod tests {
         );
         assert_eq!(transport(true).classify(), Failure::InDoubt);
         assert_eq!(status(500).classify(), Failure::InDoubt);
-        assert_eq!(status(503).classify(), Failure::InDoubt);
+        assert_eq!(status(504).classify(), Failure::InDoubt);
+        assert_eq!(
+            status(503).classify(),
+            Failure::NotDone { retry_after: None }
+        );
         assert_eq!(status(404).classify(), Failure::Permanent);
         assert_eq!(api("internal_error").classify(), Failure::InDoubt);
         assert_eq!(

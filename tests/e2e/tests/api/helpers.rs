@@ -63,6 +63,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How `/coffee-admin` acks a change it must first check with Slack.
+pub(crate) const ADMIN_CHECKING: &str = "Checking that you may change CoffeeBuddy here";
+
 /// The fixed team of every test payload.
 pub(crate) const TEAM: &str = "T0TEAM";
 
@@ -143,6 +146,28 @@ impl CoffeeApp {
         }
     }
 
+    /// Waits until every Slack effect written so far is settled (none
+    /// pending or in flight), moving a test clock on is the caller's job.
+    pub(crate) async fn settle_effects(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM effects WHERE status IN ('pending', 'in_flight')",
+            )
+            .fetch_one(&self.ctx.db)
+            .await
+            .unwrap();
+            if open == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{open} Slack effect(s) never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server (draining requests) and the relay, as a pod stop would.
     pub(crate) async fn stop(self) -> SlackFake {
         let CoffeeApp {
@@ -213,10 +238,50 @@ impl CoffeeApp {
             ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
         ])
         .unwrap();
+        let answered_before = self.slack.calls_to(&format!("response:admin-{user}")).len();
         let response = self.signed("/slack/admin", &body).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+        let text = answer["text"].as_str().unwrap_or_default().to_owned();
+        if !text.starts_with(ADMIN_CHECKING) {
+            return text;
+        }
+        // Only Slack can say whether this person is a workspace admin: the
+        // command was acked at once and is answered privately once Slack
+        // has told us (DESIGN §5).
+        let calls = self
+            .slack
+            .wait_for_calls(
+                &format!("response:admin-{user}"),
+                answered_before + 1,
+                Duration::from_secs(10),
+            )
+            .await;
+        let later = &calls[answered_before];
+        assert_eq!(later.body["response_type"], "ephemeral", "{}", later.body);
+        later.body["text"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// `/coffee-admin <text>` typed by `user`, returning the immediate
+    /// answer only (status, text) without waiting for a deferred one.
+    pub(crate) async fn admin_ack(&self, channel: &str, user: &str, text: &str) -> String {
+        let body = serde_urlencoded::to_string([
+            ("team_id", TEAM),
+            ("channel_id", channel),
+            ("user_id", user),
+            ("command", "/coffee-admin"),
+            ("text", text),
+            (
+                "response_url",
+                &self.slack.response_url(&format!("admin-{user}")),
+            ),
+            ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
+        ])
+        .unwrap();
+        let response = self.signed("/slack/admin", &body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
         answer["text"].as_str().unwrap_or_default().to_owned()
     }
 

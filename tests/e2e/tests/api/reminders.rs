@@ -26,6 +26,22 @@ const CHANNEL: &str = "C0REMIND";
 const ALICE: &str = "U0ALICE";
 
 /// The reminder DMs the runner received, oldest first.
+/// Waits until `count` reminder DMs to `user` arrived (the effect worker
+/// sends them right after the tick hands them over), then a little longer
+/// to catch any extra one, and returns them all.
+async fn wait_for_reminders(slack: &SlackFake, user: &str, count: usize) -> Vec<(Instant, Value)> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reminders_to(slack, user).len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited for {count} reminder(s) to {user}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    reminders_to(slack, user)
+}
+
 fn reminders_to(slack: &SlackFake, user: &str) -> Vec<(Instant, Value)> {
     slack
         .calls_to("chat.postMessage")
@@ -83,6 +99,7 @@ async fn closed_run(app: &CoffeeApp, pickup: &str) -> Uuid {
         }
     })
     .await;
+    app.settle_effects().await;
     run_id
 }
 
@@ -225,7 +242,7 @@ async fn a_due_reminder_is_sent_once_by_the_tick_with_the_orders(pool: PgPool) {
     tick(&replica).await;
 
     // Assert
-    let reminders = reminders_to(&app.slack, ALICE);
+    let reminders = wait_for_reminders(&app.slack, ALICE, 1).await;
     assert_eq!(reminders.len(), 1);
     let text = crate::helpers::all_text(&reminders[0].1);
     assert!(text.contains("<@U0ALICE>: flat white"), "{text}");
@@ -412,7 +429,7 @@ async fn a_redelivered_run_closed_schedules_one_reminder(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(rows, 1);
-    assert_eq!(reminders_to(&app.slack, ALICE).len(), 1);
+    assert_eq!(wait_for_reminders(&app.slack, ALICE, 1).await.len(), 1);
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
@@ -431,13 +448,49 @@ async fn a_run_closed_after_its_reminder_was_due_is_reminded_at_close(pool: PgPo
     let run_id = closed_run(&app, "in 10m").await;
 
     // Assert
-    assert_eq!(reminders_to(&app.slack, ALICE).len(), 1);
+    assert_eq!(wait_for_reminders(&app.slack, ALICE, 1).await.len(), 1);
     let (status, ..) = reminder_row(&pool, run_id).await.expect("row");
     assert_eq!(status, "sent");
 }
 
+/// The reminder DM's effect row for `run_id`: (status, attempts, last error).
+async fn reminder_effect(pool: &PgPool, run_id: Uuid) -> Option<(String, i32, Option<String>)> {
+    sqlx::query_as(
+        "SELECT status, attempts, last_error FROM effects WHERE run_id = $1 AND kind = 'dm_reminder'",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until the reminder effect of `run_id` is settled (no longer
+/// pending or in flight) and returns it. The test's clock is moved on
+/// meanwhile, so retries backing off fall due.
+async fn settled_reminder_effect(
+    pool: &PgPool,
+    clock: &ManualClock,
+    run_id: Uuid,
+) -> (String, i32, Option<String>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        clock.advance(chrono::Duration::milliseconds(500));
+        if let Some(row) = reminder_effect(pool, run_id).await
+            && row.0 != "pending"
+            && row.0 != "in_flight"
+        {
+            return row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reminder effect never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn slack_failures_retry_on_the_next_tick_or_give_up_when_permanent(pool: PgPool) {
+async fn while_slack_is_down_the_reminder_waits_and_arrives_once_when_it_returns(pool: PgPool) {
     // Arrange
     let clock = ManualClock::new(Utc::now());
     let app = start_at(pool.clone(), &clock).await;
@@ -445,25 +498,60 @@ async fn slack_failures_retry_on_the_next_tick_or_give_up_when_permanent(pool: P
     let replica = reminder_replica(&app.ctx).await;
     clock.advance(chrono::Duration::seconds(330));
 
-    // Act + Assert: Slack is down for a tick; the reminder waits.
+    // Act: Slack is down when the reminder falls due.
     app.slack.set_down(true);
     tick(&replica).await;
-    app.slack.set_down(false);
-    let (status, _, _, attempts, last_error) = reminder_row(&pool, run_id).await.expect("row");
-    assert_eq!((status.as_str(), attempts), ("pending", 1));
-    assert!(last_error.is_some());
-    let failed_calls = reminders_to(&app.slack, ALICE).len();
 
-    // Act + Assert: the next tick delivers it, once.
-    tick(&replica).await;
-    tick(&replica).await;
-    assert_eq!(reminders_to(&app.slack, ALICE).len(), failed_calls + 1);
+    // Assert: the reminder is handed over once; its DM keeps retrying.
     let (status, ..) = reminder_row(&pool, run_id).await.expect("row");
-    assert_eq!(status, "sent");
+    assert_eq!(status, "sent", "handed to the effect worker");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (effect_status, _, last_error) = reminder_effect(&pool, run_id)
+            .await
+            .expect("the DM is an effect");
+        assert!(
+            matches!(effect_status.as_str(), "pending" | "in_flight"),
+            "{effect_status}"
+        );
+        if last_error.is_some_and(|e| e.contains("503")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Act: Slack returns; later ticks come and go.
+    app.slack.set_down(false);
+    let (effect_status, ..) = settled_reminder_effect(&pool, &clock, run_id).await;
+    tick(&replica).await;
+    tick(&replica).await;
+
+    // Assert: exactly one reminder DM got through.
+    assert_eq!(effect_status, "done");
+    let posted: Value = sqlx::query_scalar(
+        "SELECT progress -> 'posted' FROM effects WHERE run_id = $1 AND kind = 'dm_reminder'",
+    )
+    .bind(run_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(posted.as_array().map(Vec::len), Some(1), "{posted}");
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM effects WHERE run_id = $1 AND kind = 'dm_reminder'",
+    )
+    .bind(run_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1, "one reminder, however many ticks");
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
-async fn a_permanent_slack_refusal_skips_the_reminder_for_good(pool: PgPool) {
+async fn a_permanent_slack_refusal_settles_the_reminder_for_good(pool: PgPool) {
     // Arrange
     let clock = ManualClock::new(Utc::now());
     let app = start_at(pool.clone(), &clock).await;
@@ -477,11 +565,12 @@ async fn a_permanent_slack_refusal_skips_the_reminder_for_good(pool: PgPool) {
         FakeResponse::SlackError("user_not_found"),
     );
     tick(&replica).await;
+    let settled = settled_reminder_effect(&pool, &clock, run_id).await;
     tick(&replica).await;
 
     // Assert: one attempt, none after it.
     assert_eq!(reminders_to(&app.slack, ALICE).len(), 1);
-    let (status, _, _, _, last_error) = reminder_row(&pool, run_id).await.expect("row");
-    assert_eq!(status, "skipped");
+    let (status, attempts, last_error) = settled;
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
     assert!(last_error.is_some_and(|e| e.contains("user_not_found")));
 }
