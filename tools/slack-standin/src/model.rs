@@ -367,6 +367,9 @@ pub fn parse_ts(ts: &str) -> Option<(u64, u64)> {
     Some((secs, micros))
 }
 
+/// A message's `text`, `blocks` and `metadata`.
+type Content = (Option<String>, Option<Value>, Option<Value>);
+
 /// The arguments of a call, from the query, a form body or a JSON body.
 #[derive(Debug, Default)]
 struct Args(Map<String, Value>);
@@ -1000,9 +1003,7 @@ impl Model {
     }
 
     /// `text`, `blocks` and `metadata` of a message call, checked.
-    fn message_content(
-        args: &Args,
-    ) -> Result<(Option<String>, Option<Value>, Option<Value>), WebAnswer> {
+    fn message_content(args: &Args) -> Result<Content, WebAnswer> {
         let text = args.str("text");
         let blocks = args
             .json("blocks")
@@ -1605,7 +1606,7 @@ impl Model {
             .and_then(|a| a.get("response_action"))
             .and_then(Value::as_str);
         match (answer, action) {
-            (None, _) | (Some(Value::Null), _) => {
+            (None | Some(Value::Null), _) => {
                 stack.retain(|id| id != view_id);
                 Ok(())
             }
