@@ -8,6 +8,9 @@
 //!   `KAFKA_BROKERS`, or through Kafka (publish, then consume with group
 //!   `coffeebuddy-local`) with it.
 //! - Stands in for PingSource with a ticker every `TICK_SECONDS`.
+//! - In dev without a real Slack, serves the playground ([`playground`]).
+
+pub mod playground;
 
 use std::time::Duration;
 
@@ -78,13 +81,14 @@ pub fn spawn_ticker(delivery: InProcessSink, period: Duration) -> tokio::task::J
 
 /// Builds the all-in-one service.
 pub fn service(ctx: Context) -> anyhow::Result<Service> {
+    let (ctx, playground) = playground::attach(ctx)?;
     // Without Kafka the outbox already delivers to this sink; with Kafka the
     // consumer below does.
     let delivery = ctx.in_process.clone().unwrap_or_default();
     for router in event_routers(&ctx) {
         delivery.add_target(router);
     }
-    let mut service = Service::new(slack_router(&ctx));
+    let mut service = Service::new(slack_router(&ctx).merge(playground));
     if let Some(verifier) = &ctx.ory {
         service = service.with_probe(verifier.probe());
     }

@@ -17,6 +17,7 @@
 
 pub mod checks;
 pub mod model;
+pub mod playground;
 pub mod server;
 
 pub use model::{HookTarget, Options, Person, SlackStandIn, WebAnswer, WebRequest, dm_id};

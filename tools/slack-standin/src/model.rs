@@ -510,6 +510,23 @@ impl SlackStandIn {
         self.changed();
     }
 
+    /// The name of a conversation (`coffee`; `directmessage` for a DM), if
+    /// it exists (a person's DM always does).
+    pub fn conversation_name(&self, id: &str) -> Option<String> {
+        let m = self.lock();
+        if let Some(c) = m.conversations.iter().find(|c| c.id == id) {
+            return Some(if c.im_user.is_some() {
+                "directmessage".to_owned()
+            } else {
+                c.name.clone()
+            });
+        }
+        m.people
+            .iter()
+            .any(|p| dm_id(&p.id) == id)
+            .then(|| "directmessage".to_owned())
+    }
+
     /// Invites the bot to a channel (or removes it).
     pub fn set_bot_member(&self, channel: &str, member: bool) -> bool {
         let mut m = self.lock();
