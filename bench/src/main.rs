@@ -1,7 +1,8 @@
 //! `coffeebuddy-bench`: how fast CoffeeBuddy acknowledges Slack, and how much
 //! memory it needs doing so.
 //!
-//! Starts the Slack stand-in and the real `coffeebuddy-local` binary (built
+//! Starts the Slack stand-in (`coffeebuddy-slack-standin`, through the
+//! tests' recording fake) and the real `coffeebuddy-local` binary (built
 //! by `scripts/bench` in release mode, on a real Postgres), then sends signed
 //! `/coffee` commands — each one starts a run in its own channel, the full
 //! path: signature check, parse, one transaction with the run and its

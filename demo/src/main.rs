@@ -1,7 +1,8 @@
 //! `coffeebuddy-demo`: a whole coffee run, with no Slack workspace needed.
 //!
-//! It starts a Slack stand-in (the same recording fake the end-to-end tests
-//! use), starts the real `coffeebuddy-local` binary pointed at it, plays a
+//! It starts the Slack stand-in (`coffeebuddy-slack-standin`, the model of
+//! Slack the playground and the end-to-end tests' recording fake share),
+//! starts the real `coffeebuddy-local` binary pointed at it, plays a
 //! scripted run over signed HTTP requests exactly as Slack would send them,
 //! and prints the conversation as the people in the channel would read it.
 //! `scripts/demo` builds everything and provides the database.
@@ -350,6 +351,15 @@ async fn play(demo: &Demo) -> anyhow::Result<()> {
     demo.settle().await;
     demo.show_bot_messages(seen);
     println!("\n=== End of the run ===");
+    let refused = demo.slack.refusals();
+    if let Some(first) = refused.first() {
+        bail!(
+            "Slack would have refused {} call(s), e.g. {} {}",
+            refused.len(),
+            first.method,
+            first.body
+        );
+    }
     Ok(())
 }
 

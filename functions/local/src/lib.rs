@@ -10,6 +10,9 @@
 //! - Stands in for PingSource with a ticker every `TICK_SECONDS`.
 //! - Answers `POST /` like the functions together would (an event from
 //!   outside is fanned out to every consumer), and `POST /dead-letters`.
+//! - In dev without a real Slack, serves the playground ([`playground`]).
+
+pub mod playground;
 
 use std::time::Duration;
 
@@ -133,13 +136,19 @@ async fn park_poison(ctx: &Context, event: &cloudevents::Event, error: &DeliverE
 
 /// Builds the all-in-one service.
 pub fn service(ctx: Context) -> anyhow::Result<Service> {
+    let (ctx, playground) = playground::attach(ctx)?;
     // Without Kafka the outbox already delivers to this sink; with Kafka the
     // consumer below does.
     let delivery = ctx.in_process.clone().unwrap_or_default();
     for router in event_routers(&ctx) {
         delivery.add_target(router);
     }
-    let mut service = Service::new(slack_router(&ctx).merge(event_intake(delivery.clone())));
+    let mut service = Service::new(
+        slack_router(&ctx)
+            .merge(event_intake(delivery.clone()))
+            .merge(playground),
+    )
+    .with_effect_worker(ctx.effects.clone());
     if let Some(verifier) = &ctx.ory {
         service = service.with_probe(verifier.probe());
     }

@@ -55,6 +55,10 @@ pub struct Service {
     pub router: Router,
     /// Readiness probes beyond the database one the runtime always adds.
     pub probes: Vec<Probe>,
+    /// The effect worker to run, when the service rewired its context's
+    /// (`local`'s playground points Slack at its stand-in); else the
+    /// runtime runs the context's own.
+    pub effects: Option<EffectWorker>,
 }
 
 impl Service {
@@ -63,7 +67,14 @@ impl Service {
         Self {
             router,
             probes: Vec::new(),
+            effects: None,
         }
+    }
+
+    /// Runs `worker` instead of the context's effect worker.
+    pub fn with_effect_worker(mut self, worker: EffectWorker) -> Self {
+        self.effects = Some(worker);
+        self
     }
 
     /// Adds a readiness probe.
@@ -154,6 +165,22 @@ impl Context {
     /// The CloudEvent `source` of events this process writes.
     pub fn event_source(&self) -> String {
         event_source_of(&self.settings)
+    }
+
+    /// The same context talking to Slack through `slack` (handlers and the
+    /// effect worker alike).
+    pub fn with_slack_client(self, slack: SlackClient) -> Self {
+        let effects = EffectWorker::new(
+            self.db.clone(),
+            &slack,
+            Arc::clone(&self.clock),
+            &self.event_source(),
+        );
+        Self {
+            slack,
+            effects,
+            ..self
+        }
     }
 
     /// Writes a Slack effect inside the caller's transaction, due now: it
@@ -374,11 +401,15 @@ where
 
     let ctx = Context::new(Arc::clone(&settings), pool.clone(), Arc::new(SystemClock))?;
     let service = build(ctx.clone()).context("cannot build the service")?;
+    let effects = service
+        .effects
+        .clone()
+        .unwrap_or_else(|| ctx.effects.clone());
     let app = assemble(&ctx, service);
     // Publishes what handlers commit, and anything an earlier process left;
     // carries out their Slack effects.
     let relay = ctx.outbox.spawn_relay();
-    let worker = ctx.effects.spawn();
+    let worker = effects.spawn();
 
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = TcpListener::bind(addr)

@@ -1,18 +1,34 @@
-//! A recording stand-in for the Slack Web API, on a real loopback socket.
+//! A recording Slack for tests: the shared Slack stand-in
+//! ([`coffeebuddy_slack_standin`], the same model the playground, the demo
+//! and the benchmark use) on a real loopback socket, with a test-only fault
+//! layer in front of it.
 //!
 //! Point `SLACK_API_BASE_URL` at [`SlackFake::base_url`] and hand out
 //! [`SlackFake::response_url`]s in Slack payloads; every request is recorded
-//! (scripted failures included) and can be asserted on afterwards.
+//! (faults included) and can be asserted on afterwards, and what Slack would
+//! now hold can be read back ([`SlackFake::messages`]).
 //!
-//! It behaves like Slack where that catches real bugs:
-//! - `chat.postMessage` to a user id (a DM) reports a `D…` conversation id,
-//!   as Slack does, never the user id;
-//! - `users.info` reads `user` only from a form body or the query string: a
-//!   JSON body is ignored and answered `user_not_found`, as Slack does;
-//! - a Web API call without `Authorization` is answered `not_authed`.
+//! The model behaves like Slack where that catches real bugs: argument
+//! checks and size limits (more than 50 blocks, a section over 3000
+//! characters, about 12,000 characters of block text, 40,000 of `text`, 100
+//! blocks in a view) answered `{"ok": false, "error": …}` as Slack answers
+//! them and listed by [`SlackFake::refusals`]; a DM to a user id reported as
+//! its `D…` conversation; `users.info` reading `user` only from a form or
+//! the query (a JSON body gets `user_not_found`); `not_authed` without
+//! `Authorization`. It is lenient about what tests make up: unknown
+//! `trigger_id`s, channels and users are accepted, and message timestamps
+//! are `1700000000.000100`, `…000200`, ….
 //!
-//! Scripted answers ([`SlackFake::fail_next`]) are consumed one per call, in
-//! the order queued; [`SlackFake::set_down`] answers 503 to everything.
+//! # Faults
+//! Checked in this order for each call; the first that applies answers:
+//! 1. [`SlackFake::set_down`]: 503 to everything (response URLs included).
+//! 2. [`SlackFake::rate_limit_every`]: every n-th Web API call is 429.
+//! 3. [`SlackFake::fail_next`]: scripted answers, one per call, in order.
+//! 4. [`SlackFake::fail_channel`]: posts and updates to one channel fail.
+//!
+//! Then the model does the work, and [`SlackFake::set_latency`],
+//! [`SlackFake::set_method_latency`] and [`FakeResponse::DoneButLate`] hold
+//! the answer back (the work is already done).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -26,6 +42,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use coffeebuddy_slack_standin::{Options, SlackStandIn, WebRequest};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -49,36 +66,64 @@ pub struct RecordedCall {
 /// A scripted answer for the next call to one method.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FakeResponse {
-    /// This HTTP status with a plain-text body.
+    /// This HTTP status with a plain-text body; nothing is done.
     Status(u16),
-    /// HTTP 429 with `Retry-After: retry_after_secs`.
+    /// HTTP 429 with `Retry-After: retry_after_secs`; nothing is done.
     RateLimited {
         /// Seconds to ask the client to wait.
         retry_after_secs: u64,
     },
-    /// HTTP 200 `{"ok": false, "error": …}`.
+    /// HTTP 200 `{"ok": false, "error": …}`; nothing is done.
     SlackError(&'static str),
-    /// HTTP 200 with exactly this JSON body.
+    /// HTTP 200 with exactly this JSON body; nothing is done.
     Json(Value),
-    /// The normal answer, after this delay (to exercise client timeouts).
+    /// Waits this long, then does the work and answers normally (a slow
+    /// Slack: the work happens only after the delay).
     Delayed(Duration),
+    /// Does the work at once (the message is stored, the call counted),
+    /// then answers only after this delay: past a client's timeout, this is
+    /// the "Slack did it but we never heard" case.
+    DoneButLate(Duration),
 }
 
 #[derive(Debug, Default)]
-struct FakeState {
+struct Faults {
     calls: Vec<RecordedCall>,
-    admins: HashMap<String, bool>,
+    refusals: Vec<RecordedCall>,
     scripted: HashMap<String, VecDeque<FakeResponse>>,
     down: bool,
-    messages_posted: u64,
+    latency: Option<Duration>,
+    method_latency: HashMap<String, Duration>,
+    failing_channels: HashMap<String, u16>,
+    /// `(n, retry_after_secs)`: every n-th Web API call is rate limited.
+    rate_limit: Option<(usize, u64)>,
+    /// Web API calls since `rate_limit` was set.
+    web_calls: usize,
 }
 
-/// The fake Slack Web API server. Clones share state.
+#[derive(Debug, Clone)]
+struct Shared {
+    slack: SlackStandIn,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        // A test that panicked while holding the lock already failed; keep
+        // the recorded calls readable for its report.
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The fake Slack server. Clones share state.
 #[derive(Debug, Clone)]
 pub struct SlackFake {
     addr: SocketAddr,
-    state: Arc<Mutex<FakeState>>,
+    shared: Shared,
 }
+
+/// Methods [`SlackFake::fail_channel`] applies to.
+const CHANNEL_WRITES: [&str; 3] = ["chat.postMessage", "chat.update", "chat.postEphemeral"];
 
 impl SlackFake {
     /// Starts the fake on `127.0.0.1:0`; it runs until the test's runtime ends.
@@ -87,21 +132,22 @@ impl SlackFake {
             .await
             .expect("bind a loopback port for the Slack fake");
         let addr = listener.local_addr().expect("Slack fake address");
-        let state = Arc::new(Mutex::new(FakeState::default()));
+        let shared = Shared {
+            slack: SlackStandIn::new(Options::for_tests()),
+            faults: Arc::new(Mutex::new(Faults::default())),
+        };
         let app = Router::new()
             .route("/api/{method}", any(web_api))
             .route("/response/{name}", any(response_url))
-            .with_state(Arc::clone(&state));
+            .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, state }
+        Self { addr, shared }
     }
 
-    fn lock(&self) -> MutexGuard<'_, FakeState> {
-        // A test that panicked while holding the lock already failed; keep
-        // the recorded calls readable for its report.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        self.shared.lock()
     }
 
     /// The Web API base, e.g. `http://127.0.0.1:PORT/api`, for
@@ -111,9 +157,16 @@ impl SlackFake {
     }
 
     /// A response URL on the fake; posts to it are recorded as
-    /// `response:{name}`.
+    /// `response:{name}` (and answered `ok`).
     pub fn response_url(&self, name: &str) -> String {
         format!("http://{}/response/{name}", self.addr)
+    }
+
+    /// The stand-in behind the fake, for what the knobs here do not cover
+    /// (e.g. [`SlackStandIn::issue_trigger_id`] for a real, expiring
+    /// `trigger_id`).
+    pub fn standin(&self) -> &SlackStandIn {
+        &self.shared.slack
     }
 
     /// Every call so far, in arrival order.
@@ -129,6 +182,27 @@ impl SlackFake {
             .filter(|c| c.method == method)
             .cloned()
             .collect()
+    }
+
+    /// The calls Slack refused for their arguments or size (`invalid_blocks`,
+    /// `msg_too_long`, `msg_blocks_too_long`, `invalid_arguments`,
+    /// `channel_not_found`, `user_not_found`, `unknown_method`…), so a test
+    /// can assert there were none. Scripted failures are not refusals.
+    pub fn refusals(&self) -> Vec<RecordedCall> {
+        self.lock().refusals.clone()
+    }
+
+    /// A channel's current messages (after updates), oldest first, thread
+    /// replies included, each as `conversations.history` returns it (`ts`,
+    /// `text`, `blocks`, `thread_ts`, `metadata`…).
+    pub fn messages(&self, channel: &str) -> Vec<Value> {
+        self.shared.slack.messages(channel)
+    }
+
+    /// The current messages of `user`'s DM conversation with the bot (see
+    /// [`Self::messages`]).
+    pub fn dm_messages(&self, user: &str) -> Vec<Value> {
+        self.shared.slack.dm_messages(user)
     }
 
     /// Waits until at least `count` calls to `method` arrived and returns
@@ -161,7 +235,7 @@ impl SlackFake {
 
     /// Makes `users.info` report `user` as a workspace admin (or not).
     pub fn set_workspace_admin(&self, user: &str, admin: bool) {
-        self.lock().admins.insert(user.to_owned(), admin);
+        self.shared.slack.set_workspace_admin(user, admin);
     }
 
     /// Queues `response` for the next call to `method` (`response:{name}`
@@ -178,12 +252,45 @@ impl SlackFake {
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
     }
-}
 
-type Shared = Arc<Mutex<FakeState>>;
+    /// Every Web API call (not response URLs) is answered `d` after it
+    /// arrived; the work is done on arrival. `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = (!d.is_zero()).then_some(d);
+    }
 
-fn lock(state: &Shared) -> MutexGuard<'_, FakeState> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Like [`Self::set_latency`] for one method only (e.g. `users.info`
+    /// taking 4 s); it wins over the general latency. `Duration::ZERO`
+    /// removes it.
+    pub fn set_method_latency(&self, method: &str, d: Duration) {
+        let mut faults = self.lock();
+        if d.is_zero() {
+            faults.method_latency.remove(method);
+        } else {
+            faults.method_latency.insert(method.to_owned(), d);
+        }
+    }
+
+    /// While `Some(code)`, `chat.postMessage`, `chat.update` and
+    /// `chat.postEphemeral` to `channel` (a `C…` id, or the user or `D…` id
+    /// of a DM) are answered HTTP `code` and do nothing; other channels are
+    /// unaffected. `None` restores the channel.
+    pub fn fail_channel(&self, channel: &str, status: Option<u16>) {
+        let mut faults = self.lock();
+        match status {
+            Some(code) => faults.failing_channels.insert(channel.to_owned(), code),
+            None => faults.failing_channels.remove(channel),
+        };
+    }
+
+    /// Every `n`-th Web API call from now on (counting all methods) is
+    /// answered 429 with `Retry-After: retry_after_secs` and does nothing.
+    /// `n = 0` turns it off.
+    pub fn rate_limit_every(&self, n: usize, retry_after_secs: u64) {
+        let mut faults = self.lock();
+        faults.rate_limit = (n > 0).then_some((n, retry_after_secs));
+        faults.web_calls = 0;
+    }
 }
 
 fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -212,153 +319,167 @@ fn decode_body(content_type: Option<&str>, body: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-/// Records the call and takes the scripted answer for it, if any.
-fn record(
-    state: &Shared,
-    method: String,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (RecordedCall, Option<FakeResponse>, bool) {
+fn record_call(method: String, headers: &HeaderMap, body: &[u8]) -> RecordedCall {
     let content_type = header_string(headers, header::CONTENT_TYPE);
-    let call = RecordedCall {
+    RecordedCall {
         body: decode_body(content_type.as_deref(), body),
         authorization: header_string(headers, header::AUTHORIZATION),
         content_type,
         method,
         at: Instant::now(),
-    };
-    let mut state = lock(state);
-    state.calls.push(call.clone());
-    let down = state.down;
-    let scripted = state
-        .scripted
-        .get_mut(&call.method)
-        .and_then(VecDeque::pop_front);
-    (call, scripted, down)
+    }
 }
 
-/// The answer that replaces the method's normal one: 503 while down, or the
-/// scripted response. A `Delayed` script sleeps, then lets the normal answer
-/// through.
-async fn override_response(down: bool, scripted: Option<FakeResponse>) -> Option<Response> {
-    if down {
-        return Some((StatusCode::SERVICE_UNAVAILABLE, "Slack fake is down").into_response());
-    }
-    Some(match scripted? {
-        FakeResponse::Status(status) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "scripted failure",
-        )
-            .into_response(),
-        FakeResponse::RateLimited { retry_after_secs } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after_secs.to_string())],
-            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
-        )
-            .into_response(),
+fn rate_limited(retry_after_secs: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after_secs.to_string())],
+        axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+    )
+        .into_response()
+}
+
+fn status(code: u16, text: &'static str) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        text,
+    )
+        .into_response()
+}
+
+/// What a scripted answer means for this call.
+enum Script {
+    /// Answer this instead; do nothing.
+    Answer(Response),
+    /// Wait, then go on normally.
+    WaitFirst(Duration),
+    /// Go on normally, then hold the answer back.
+    WaitAfter(Duration),
+}
+
+fn script(scripted: FakeResponse) -> Script {
+    match scripted {
+        FakeResponse::Status(code) => Script::Answer(status(code, "scripted failure")),
+        FakeResponse::RateLimited { retry_after_secs } => {
+            Script::Answer(rate_limited(retry_after_secs))
+        }
         FakeResponse::SlackError(error) => {
-            axum::Json(json!({ "ok": false, "error": error })).into_response()
+            Script::Answer(axum::Json(json!({ "ok": false, "error": error })).into_response())
         }
-        FakeResponse::Json(body) => axum::Json(body).into_response(),
-        FakeResponse::Delayed(delay) => {
-            tokio::time::sleep(delay).await;
-            return None;
-        }
-    })
+        FakeResponse::Json(body) => Script::Answer(axum::Json(body).into_response()),
+        FakeResponse::Delayed(d) => Script::WaitFirst(d),
+        FakeResponse::DoneButLate(d) => Script::WaitAfter(d),
+    }
 }
 
 async fn web_api(
-    State(state): State<Shared>,
+    State(shared): State<Shared>,
     Path(method): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (call, scripted, down) = record(&state, method, &headers, &body);
-    if let Some(response) = override_response(down, scripted).await {
-        return response;
-    }
-    if call.authorization.is_none() {
-        return axum::Json(json!({ "ok": false, "error": "not_authed" })).into_response();
-    }
-    let field = |name: &str| {
-        call.body
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let answer = match call.method.as_str() {
-        "chat.postMessage" => {
-            let channel = field("channel").unwrap_or_default();
-            // A DM addressed to a user id lands in a `D…` conversation.
-            let channel = match channel.strip_prefix(['U', 'W']) {
-                Some(rest) => format!("D{rest}"),
-                None => channel,
-            };
-            let n = {
-                let mut state = lock(&state);
-                state.messages_posted += 1;
-                state.messages_posted
-            };
-            let ts = format!("{}.{:06}", 1_700_000_000 + n / 10_000, (n % 10_000) * 100);
-            json!({ "ok": true, "channel": channel, "ts": ts, "message": { "text": field("text") } })
+    let call = record_call(method, &headers, &body);
+    let (scripted, latency) = {
+        let mut faults = shared.lock();
+        faults.calls.push(call.clone());
+        if faults.down {
+            return status(503, "Slack fake is down");
         }
-        "chat.update" => json!({
-            "ok": true,
-            "channel": field("channel"),
-            "ts": field("ts"),
-            "text": field("text"),
-        }),
-        "chat.postEphemeral" => json!({ "ok": true, "message_ts": "1700000000.000001" }),
-        "views.open" => json!({ "ok": true, "view": { "id": "V0FAKEVIEW" } }),
-        "users.info" => {
-            // Slack ignores JSON bodies for this method: only form or query.
-            let from_form = call
-                .content_type
-                .as_deref()
-                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
-                .then(|| field("user"))
-                .flatten();
-            let from_query = query.as_deref().and_then(|q| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                    .ok()?
-                    .into_iter()
-                    .find(|(k, _)| k == "user")
-                    .map(|(_, v)| v)
-            });
-            match from_form.or(from_query) {
-                Some(user) => {
-                    let admin = lock(&state).admins.get(&user).copied().unwrap_or(false);
-                    json!({ "ok": true, "user": {
-                        "id": user,
-                        "name": user.to_lowercase(),
-                        "deleted": false,
-                        "is_admin": admin,
-                        "is_owner": false,
-                        "is_primary_owner": false,
-                        "is_bot": false,
-                    } })
-                }
-                None => json!({ "ok": false, "error": "user_not_found" }),
+        faults.web_calls = faults.web_calls.saturating_add(1);
+        if let Some((n, retry_after)) = faults.rate_limit
+            && faults.web_calls % n == 0
+        {
+            return rate_limited(retry_after);
+        }
+        let scripted = faults
+            .scripted
+            .get_mut(&call.method)
+            .and_then(VecDeque::pop_front)
+            .map(script);
+        if let Some(Script::Answer(response)) = scripted {
+            return response;
+        }
+        if CHANNEL_WRITES.contains(&call.method.as_str())
+            && let Some(channel) = call.body.get("channel").and_then(Value::as_str)
+        {
+            let dm = coffeebuddy_slack_standin::dm_id(channel);
+            if let Some(code) = faults.failing_channels.get(channel).or_else(|| {
+                channel
+                    .starts_with(['U', 'W'])
+                    .then(|| faults.failing_channels.get(&dm))
+                    .flatten()
+            }) {
+                return status(*code, "channel failing (fail_channel)");
             }
         }
-        _ => json!({ "ok": true }),
+        let latency = faults
+            .method_latency
+            .get(&call.method)
+            .copied()
+            .or(faults.latency);
+        (scripted, latency)
     };
-    axum::Json(answer).into_response()
+    let mut hold_back = latency.unwrap_or_default();
+    match scripted {
+        Some(Script::WaitFirst(d)) => tokio::time::sleep(d).await,
+        Some(Script::WaitAfter(d)) => hold_back = hold_back.max(d),
+        Some(Script::Answer(_)) | None => {}
+    }
+    let answer = shared.slack.web_api(&WebRequest {
+        method: &call.method,
+        authorization: call.authorization.as_deref(),
+        content_type: call.content_type.as_deref(),
+        query: query.as_deref(),
+        body: &body,
+    });
+    if answer.refused {
+        shared.lock().refusals.push(call);
+    }
+    if !hold_back.is_zero() {
+        tokio::time::sleep(hold_back).await;
+    }
+    axum::Json(answer.body).into_response()
 }
 
 async fn response_url(
-    State(state): State<Shared>,
+    State(shared): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (_, scripted, down) = record(&state, format!("response:{name}"), &headers, &body);
-    if let Some(response) = override_response(down, scripted).await {
-        return response;
+    let call = record_call(format!("response:{name}"), &headers, &body);
+    let scripted = {
+        let mut faults = shared.lock();
+        faults.calls.push(call.clone());
+        if faults.down {
+            return status(503, "Slack fake is down");
+        }
+        faults
+            .scripted
+            .get_mut(&call.method)
+            .and_then(VecDeque::pop_front)
+            .map(script)
+    };
+    let mut hold_back = Duration::ZERO;
+    match scripted {
+        Some(Script::Answer(response)) => return response,
+        Some(Script::WaitFirst(d)) => tokio::time::sleep(d).await,
+        Some(Script::WaitAfter(d)) => hold_back = d,
+        None => {}
     }
-    // Slack answers response URLs with a plain `ok`.
-    (StatusCode::OK, "ok").into_response()
+    let answer = shared.slack.respond(&name, &body);
+    if answer.refused {
+        shared.lock().refusals.push(call);
+    }
+    if !hold_back.is_zero() {
+        tokio::time::sleep(hold_back).await;
+    }
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        answer.body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -475,5 +596,194 @@ mod tests {
         let fake = SlackFake::start().await;
         fake.wait_for_calls("chat.postMessage", 1, Duration::from_millis(50))
             .await;
+    }
+
+    async fn post(fake: &SlackFake, method: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{method}", fake.base_url()))
+            .bearer_auth("xoxb-1")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn messages_show_what_slack_now_holds_after_updates_and_dms_by_person() {
+        let fake = SlackFake::start().await;
+        let (_, posted) = post(&fake, "chat.postMessage", json!({ "channel": "C1", "text": "v1", "metadata": { "event_type": "run", "event_payload": { "id": 1 } } })).await;
+        post(
+            &fake,
+            "chat.update",
+            json!({ "channel": "C1", "ts": posted["ts"], "text": "v2" }),
+        )
+        .await;
+        post(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "U0BOB", "text": "dm" }),
+        )
+        .await;
+        let messages = fake.messages("C1");
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["text"], "v2");
+        assert_eq!(messages[0]["metadata"]["event_type"], "run");
+        assert_eq!(fake.dm_messages("U0BOB")[0]["text"], "dm");
+        assert!(fake.refusals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn calls_slack_refuses_for_size_are_listed_as_refusals() {
+        let fake = SlackFake::start().await;
+        let blocks: Vec<Value> = (0..51).map(|_| json!({ "type": "divider" })).collect();
+        let (status, answer) = post(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "blocks": blocks }),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (200, Some("invalid_blocks"))
+        );
+        assert_eq!(fake.refusals().len(), 1);
+        assert!(fake.messages("C1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_channel_answers_its_status_and_stores_nothing_until_restored() {
+        let fake = SlackFake::start().await;
+        fake.fail_channel("C1", Some(500));
+        assert_eq!(
+            post(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": "C1", "text": "x" })
+            )
+            .await
+            .0,
+            500
+        );
+        assert_eq!(
+            post(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": "C2", "text": "x" })
+            )
+            .await
+            .0,
+            200
+        );
+        assert!(fake.messages("C1").is_empty());
+        fake.fail_channel("C1", None);
+        assert_eq!(
+            post(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": "C1", "text": "x" })
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(fake.messages("C1").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn done_but_late_stores_the_message_at_once_and_answers_after_the_delay() {
+        let fake = SlackFake::start().await;
+        fake.fail_next(
+            "chat.postMessage",
+            FakeResponse::DoneButLate(Duration::from_millis(400)),
+        );
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .expect("client");
+        let timed_out = client
+            .post(format!("{}/chat.postMessage", fake.base_url()))
+            .bearer_auth("xoxb-1")
+            .json(&json!({ "channel": "C1", "text": "late" }))
+            .send()
+            .await;
+        assert!(timed_out.is_err_and(|e| e.is_timeout()));
+        assert_eq!(fake.messages("C1")[0]["text"], "late", "the work was done");
+    }
+
+    #[tokio::test]
+    async fn latency_holds_every_answer_back_and_a_method_latency_wins_for_its_method() {
+        let fake = SlackFake::start().await;
+        fake.set_latency(Duration::from_millis(150));
+        fake.set_method_latency("users.info", Duration::from_millis(400));
+        let started = Instant::now();
+        post(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x" }),
+        )
+        .await;
+        let general = started.elapsed();
+        assert!(
+            general >= Duration::from_millis(150) && general < Duration::from_millis(400),
+            "{general:?}"
+        );
+        let started = Instant::now();
+        reqwest::Client::new()
+            .post(format!("{}/users.info", fake.base_url()))
+            .bearer_auth("xoxb-1")
+            .form(&[("user", "U1")])
+            .send()
+            .await
+            .expect("post");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        fake.set_latency(Duration::ZERO);
+        let started = Instant::now();
+        post(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x" }),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn every_nth_call_is_rate_limited_with_retry_after_and_does_nothing() {
+        let fake = SlackFake::start().await;
+        fake.rate_limit_every(2, 3);
+        let mut statuses = Vec::new();
+        for i in 0..4 {
+            let response = reqwest::Client::new()
+                .post(format!("{}/chat.postMessage", fake.base_url()))
+                .bearer_auth("xoxb-1")
+                .json(&json!({ "channel": "C1", "text": format!("m{i}") }))
+                .send()
+                .await
+                .expect("post");
+            if response.status() == 429 {
+                assert_eq!(response.headers()["retry-after"], "3");
+            }
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 429, 200, 429]);
+        let texts: Vec<Value> = fake
+            .messages("C1")
+            .into_iter()
+            .map(|m| m["text"].clone())
+            .collect();
+        assert_eq!(texts, [json!("m0"), json!("m2")]);
+        fake.rate_limit_every(0, 0);
+        assert_eq!(
+            post(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": "C1", "text": "x" })
+            )
+            .await
+            .0,
+            200
+        );
     }
 }
