@@ -46,7 +46,8 @@ pub fn attach(mut ctx: Context) -> anyhow::Result<(Context, Router)> {
     let mut settings = (*ctx.settings).clone();
     settings.slack.api_base_url = playground.slack_api_base_url();
     ctx.settings = Arc::new(settings);
-    let ctx = ctx.with_slack_client(SlackClient::new(&ctx.settings.slack));
+    let slack = SlackClient::new(&ctx.settings.slack);
+    let ctx = ctx.with_slack_client(slack);
     tracing::info!(
         slack_stand_in = %playground.slack_api_base_url(),
         "no real Slack configured: the playground is on /playground (open http://127.0.0.1:{}/playground)",

@@ -337,6 +337,7 @@ async fn a_redelivered_close_event_sends_everything_once(pool: PgPool) {
         [ALICE, BOB].iter().all(|u| !posts_to(&app, u).is_empty())
     })
     .await;
+    app.settle_effects().await;
     let calls_before = app.slack.calls().len();
 
     // Act: Kafka redelivers the same close event (same id) twice more.

@@ -359,7 +359,7 @@ async fn a_reminder_missed_while_everything_was_down_is_sent_once_and_counted_la
     tick(&replica).await;
 
     // Assert
-    assert_eq!(reminders_to(&app.slack, ALICE).len(), 1);
+    assert_eq!(wait_for_reminders(&app.slack, ALICE, 1).await.len(), 1);
     let (status, due_at, sent_at, ..) = reminder_row(&pool, run_id).await.expect("row");
     assert_eq!(status, "sent");
     let lateness = sent_at.expect("sent") - due_at;
