@@ -10,6 +10,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine as _;
+use cloudevents::AttributesReader as _;
 use coffeebuddy_kafka_source::{Config, Delivery, Dispatcher, is_retryable};
 use coffeebuddy_test_support::{TestServer, events::event, spawn};
 use serde_json::json;

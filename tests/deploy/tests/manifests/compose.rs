@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use coffeebuddy_deploy_tests::{Schemas, errors};
+use coffeebuddy_shared::config::{ServiceIdentity, Settings};
 use coffeebuddy_shared::events;
 use serde_json::{Map, Value, json};
 
@@ -52,9 +53,14 @@ fn environment(name: &str, service: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The variables `${NAME…}` that a text interpolates, with whether each
-/// has a default (`:-`) or is required (`:?`).
+/// The variables `${NAME…}` that a YAML text interpolates (comment lines
+/// aside), with whether each has a default (`:-`) or is required (`:?`).
 fn interpolated(text: &str) -> BTreeMap<String, bool> {
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut found = BTreeMap::new();
     for (at, _) in text.match_indices("${") {
         let rest = &text[at + 2..];
@@ -64,10 +70,43 @@ fn interpolated(text: &str) -> BTreeMap<String, bool> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
+        assert!(
+            !name.is_empty(),
+            "a ${{…}} without a variable name: ${{{inner}}}"
+        );
         let has_default = inner[name.len()..].starts_with(":-");
         found.insert(name, has_default);
     }
     found
+}
+
+/// `value` as compose fills it in from `vars` (the `.env` file): `${NAME}`,
+/// `${NAME:-default}` and `${NAME:?message}` (which must then be set).
+fn interpolate(value: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .unwrap_or_else(|| panic!("unclosed ${{ in {value}"));
+        let inner = &after[..end];
+        let (name, modifier) = inner
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or((inner, ""), |i| inner.split_at(i));
+        let set = vars.get(name).filter(|v| !v.is_empty());
+        match (set, modifier.get(..2)) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(":-")) => out.push_str(&modifier[2..]),
+            (None, _) => {
+                panic!("{COMPOSE}: ${{{name}}} is required and {ENV_EXAMPLE} does not set it")
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[test]
@@ -247,41 +286,46 @@ fn secrets_come_from_the_env_file_whose_template_holds_placeholders_refused_outs
     }
     // The placeholders only pass in dev, which the template says.
     assert_eq!(example.get("SERVICE_ENV").map(String::as_str), Some("dev"));
-    // What the functions would read, with the template's values, is refused
-    // outside dev and accepted in dev: the real loader decides.
-    let compose_text = read_text(COMPOSE);
-    let database_url = format!(
-        "postgres://coffeebuddy:{}@postgres:5432/coffeebuddy",
-        example["POSTGRES_PASSWORD"]
-    );
-    assert!(compose_text.contains(
-        "postgres://coffeebuddy:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}@postgres:5432/coffeebuddy"
-    ));
-    let lookup = |env: &'static str| {
-        let example = example.clone();
-        let database_url = database_url.clone();
-        move |name: &str| match name {
-            "SERVICE_ENV" => Some(env.to_owned()),
-            "DATABASE_URL" => Some(database_url.clone()),
-            other => example.get(other).cloned(),
+    // Each function's environment, as compose fills it in from the template,
+    // through the real settings loader: it starts as shipped (dev), and
+    // refuses every placeholder once SERVICE_ENV says prod.
+    let mut prod = example.clone();
+    prod.insert("SERVICE_ENV".to_owned(), "prod".to_owned());
+    let mut loaded = 0;
+    for (name, service) in &services() {
+        let Some(function) = built_function(service) else {
+            continue;
+        };
+        if function == "kafka-source" {
+            continue;
         }
-    };
-    let identity = coffeebuddy_shared::config::ServiceIdentity {
-        name: "compose-check",
-        version: "0",
-        requires_ory: false,
-    };
-    let refused = coffeebuddy_shared::config::Settings::from_lookup(identity, &lookup("prod"))
-        .expect_err("placeholders outside dev");
-    let refused: BTreeSet<&str> = refused.vars().into_iter().collect();
-    for var in ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"] {
-        assert!(
-            refused.contains(var),
-            "{var} not refused in prod: {refused:?}"
-        );
+        let identity = ServiceIdentity {
+            name: "compose-check",
+            version: "0",
+            requires_ory: function != "local" && code::requires_ory(&function),
+        };
+        let env = environment(name, service);
+        let as_shipped = |vars: &BTreeMap<String, String>| {
+            let env: BTreeMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.clone(), interpolate(v, vars)))
+                .collect();
+            Settings::from_lookup(identity, &|n| env.get(n).cloned())
+        };
+        as_shipped(&example).unwrap_or_else(|e| {
+            panic!("{COMPOSE}: {name} must start with {ENV_EXAMPLE} as is: {e}")
+        });
+        let refused = as_shipped(&prod).expect_err("placeholders outside dev");
+        let refused: BTreeSet<&str> = refused.vars().into_iter().collect();
+        for var in ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"] {
+            assert!(
+                refused.contains(var),
+                "{COMPOSE}: {name}: {var} not refused in prod: {refused:?}"
+            );
+        }
+        loaded += 1;
     }
-    coffeebuddy_shared::config::Settings::from_lookup(identity, &lookup("dev"))
-        .unwrap_or_else(|e| panic!("the template must start in dev: {e}"));
+    assert!(loaded >= 7, "loaded only {loaded} services' settings");
 }
 
 #[test]
@@ -350,9 +394,12 @@ fn the_kafka_source_stand_in_mirrors_the_kafka_sources_and_their_dead_letter_sin
     let manifests = Manifests::load();
     let services = services();
     let stand_in = &services["kafka-source"];
+    let example: BTreeMap<String, String> = env_file(ENV_EXAMPLE).into_iter().collect();
     let env = environment("kafka-source", stand_in);
-    let config = coffeebuddy_kafka_source::Config::from_lookup(&|name| env.get(name).cloned())
-        .unwrap_or_else(|e| panic!("{COMPOSE}: kafka-source: {e:#}"));
+    let config = coffeebuddy_kafka_source::Config::from_lookup(&|name| {
+        env.get(name).map(|v| interpolate(v, &example))
+    })
+    .unwrap_or_else(|e| panic!("{COMPOSE}: kafka-source: {e:#}"));
 
     // The compose service of a ksvc: coffeebuddy-<function> → <function>.
     let compose_service = |ksvc: &str| -> String {
