@@ -23,8 +23,8 @@
 # same commit starts from the same bytes. BuildKit's SOURCE_DATE_EPOCH
 # (e.g. the commit time) pins the timestamps as well.
 #
-# Size target: < 40 MB compressed per image (debian:bookworm-slim is about
-# 28 MB compressed, the stripped binary a few MB; README, "Deployment").
+# Size target: < 40 MB compressed per image, most of it the
+# debian:bookworm-slim base (not measured here; README, "Deployment").
 # Debian slim rather than distroless: the compose healthchecks need bash
 # (they probe /health/ready through /dev/tcp, no curl in the image).
 
