@@ -22,9 +22,6 @@ use coffeebuddy_shared::events::partition_key;
 use coffeebuddy_shared::runtime::Context;
 use serde::Deserialize;
 
-/// The dead-letter sink's path (`deliver.deadLetterSink.uri` in
-/// `knative/kafkasources.yaml`).
-pub(crate) const INTAKE_PATH: &str = "/dead-letters";
 /// The operators' listing.
 const LIST_PATH: &str = "/admin/api/v1/dead-letters";
 /// Rows returned when `limit` is not given, and the most one may ask for.
@@ -39,7 +36,8 @@ const KNATIVE_ERROR_EXTENSIONS: &[&str] =
 /// `POST /dead-letters`, for every function's event router.
 pub(crate) fn intake(ctx: &Context) -> Router {
     Router::new()
-        .route(INTAKE_PATH, post(receive))
+        // The KafkaSources' `delivery.deadLetterSink.uri`.
+        .route("/dead-letters", post(receive))
         .with_state(ctx.clone())
 }
 

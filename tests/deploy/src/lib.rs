@@ -1,4 +1,5 @@
-//! Offline checks of the deployment manifests in `knative/` and `kong/`.
+//! Offline checks of the deployment files: `knative/`, `kong/`,
+//! `compose.yaml`, `vault/` and the Dockerfiles.
 //!
 //! The manifests are data, so they are checked the way a cluster would check
 //! them, without a cluster: every YAML document against the upstream JSON
@@ -165,6 +166,15 @@ const KNATIVE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Other CRDs by `apiVersion` and `kind`: (folder under `../shared/schemas`,
+/// file).
+const OTHER_CRDS: &[(&str, &str, &str, &str)] = &[(
+    "monitoring.coreos.com/v1",
+    "ServiceMonitor",
+    "prometheus",
+    "servicemonitor.v1.strict.schema.json",
+)];
+
 /// A made-up base for Oathkeeper's relative `$id`s (`/.schema/…`): nothing
 /// is fetched, it only makes them absolute so `$ref`s between them resolve
 /// inside the registry.
@@ -175,6 +185,7 @@ const OATHKEEPER_BASE: &str = "https://oathkeeper.invalid";
 pub struct Schemas {
     by_kind: BTreeMap<(String, String), (String, Validator)>,
     kong: Validator,
+    compose: Validator,
     oathkeeper_rules: Validator,
     oathkeeper_config: Validator,
     oathkeeper_handlers: BTreeMap<String, Validator>,
@@ -201,7 +212,7 @@ pub fn errors(validator: &Validator, value: &Value) -> Vec<String> {
 }
 
 impl Schemas {
-    /// Loads and compiles every schema the manifests use.
+    /// Loads and compiles every schema the deployment files use.
     pub fn load() -> anyhow::Result<Self> {
         let dir = schemas_dir()?;
         let mut by_kind = BTreeMap::new();
@@ -220,9 +231,20 @@ impl Schemas {
                 ((*file).to_owned(), validator),
             );
         }
+        for (api_version, kind, folder, file) in OTHER_CRDS {
+            let validator = build(&read_json(&dir.join(folder).join(file))?, file)?;
+            by_kind.insert(
+                ((*api_version).to_owned(), (*kind).to_owned()),
+                ((*file).to_owned(), validator),
+            );
+        }
         let kong = build(
             &read_json(&dir.join("kong/kong_json_schema.json"))?,
             "kong_json_schema.json",
+        )?;
+        let compose = build(
+            &read_json(&dir.join("compose/compose-spec.json"))?,
+            "compose-spec.json",
         )?;
         let oathkeeper_rules = build(
             &read_json(&dir.join("oathkeeper/access-rules.derived.schema.json"))?,
@@ -232,6 +254,7 @@ impl Schemas {
         Ok(Self {
             by_kind,
             kong,
+            compose,
             oathkeeper_rules,
             oathkeeper_config,
             oathkeeper_handlers,
@@ -306,6 +329,11 @@ impl Schemas {
     /// The decK (Kong declarative config) validator.
     pub fn kong(&self) -> &Validator {
         &self.kong
+    }
+
+    /// The Compose specification validator (`compose.yaml`).
+    pub fn compose(&self) -> &Validator {
+        &self.compose
     }
 
     /// The Oathkeeper access-rules validator (a file is an array of rules).

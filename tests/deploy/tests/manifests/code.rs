@@ -178,3 +178,48 @@ pub(crate) fn config_vars() -> ConfigVars {
     );
     ConfigVars { all, secrets }
 }
+
+/// The workspace members listed in the root `Cargo.toml`.
+pub(crate) fn workspace_members() -> BTreeSet<String> {
+    let text = read(&repo_root().join("Cargo.toml"));
+    let list = text
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("the root Cargo.toml lists its members");
+    let members: BTreeSet<String> = list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(
+        members.contains("shared"),
+        "members scan failed: {members:?}"
+    );
+    members
+}
+
+/// What an image can be built for (`--build-arg FUNCTION=…`), with the crate
+/// folder of each: every function, `local`, and the tools (the laptop
+/// stack's stand-ins).
+pub(crate) fn buildable() -> BTreeMap<String, String> {
+    let mut all: BTreeMap<String, String> = functions()
+        .into_iter()
+        .chain(["local".to_owned()])
+        .map(|f| (f.clone(), format!("functions/{f}")))
+        .collect();
+    let tools = repo_root().join("tools");
+    if tools.is_dir() {
+        for entry in std::fs::read_dir(tools).expect("tools/ is listed") {
+            let entry = entry.expect("a directory entry");
+            // Only tools with a binary are built into images; libraries
+            // (the Slack stand-in) are not.
+            if !entry.path().join("src/main.rs").is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            all.insert(name.clone(), format!("tools/{name}"));
+        }
+    }
+    all
+}

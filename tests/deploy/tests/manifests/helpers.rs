@@ -13,6 +13,20 @@ pub(crate) const KONG: &str = "kong/kong.yaml";
 pub(crate) const OATHKEEPER_RULES: &str = "kong/oathkeeper-rules.yaml";
 /// The Oathkeeper configuration those rules need.
 pub(crate) const OATHKEEPER_CONFIG: &str = "kong/oathkeeper.yaml";
+/// The optional monitoring kustomization (Prometheus Operator).
+pub(crate) const MONITORING_KUSTOMIZATION: &str = "knative/monitoring/kustomization.yaml";
+/// The ServiceMonitor for the functions' metrics.
+pub(crate) const SERVICE_MONITOR: &str = "knative/monitoring/servicemonitor.yaml";
+/// The laptop stack.
+pub(crate) const COMPOSE: &str = "compose.yaml";
+/// The laptop stack's settings template.
+pub(crate) const ENV_EXAMPLE: &str = ".env.example";
+/// The function images.
+pub(crate) const DOCKERFILE: &str = "Dockerfile";
+/// The tansu broker image of the laptop stack.
+pub(crate) const DOCKERFILE_TANSU: &str = "Dockerfile.tansu";
+/// The KafkaSources.
+pub(crate) const KAFKA_SOURCES: &str = "knative/kafkasources.yaml";
 
 /// Every document of every manifest, loaded once per test.
 #[derive(Debug)]
@@ -107,4 +121,54 @@ pub(crate) fn url_host(url: &str) -> &str {
 /// when the namespace matches.
 pub(crate) fn ksvc_of_host<'a>(host: &'a str, namespace: &str) -> Option<&'a str> {
     host.strip_suffix(&format!(".{namespace}.svc.cluster.local"))
+}
+
+/// A repository file as text.
+pub(crate) fn read_text(path: &str) -> String {
+    let full = coffeebuddy_deploy_tests::repo_root().join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// The one YAML document of `path`.
+pub(crate) fn document(path: &str) -> Document {
+    load_document(path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The keys and values of an `.env` file (comments and blank lines skipped),
+/// in order.
+pub(crate) fn env_file(path: &str) -> Vec<(String, String)> {
+    read_text(path)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{path}: {l:?} is not KEY=value"));
+            (key.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect()
+}
+
+/// A Dockerfile's instructions, `\`-continued lines joined, comments
+/// dropped: (INSTRUCTION, arguments).
+pub(crate) fn dockerfile(path: &str) -> Vec<(String, String)> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in read_text(path).lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(continued) = trimmed.strip_suffix('\\') {
+            current.push_str(continued);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (instruction, args) = current.split_once(' ').unwrap_or((current.as_str(), ""));
+        instructions.push((instruction.to_ascii_uppercase(), args.trim().to_owned()));
+        current.clear();
+    }
+    instructions
 }
