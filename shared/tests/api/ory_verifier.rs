@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError};
+use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::config::OrySettings;
 use coffeebuddy_test_support::ory::{self, JwksFake, TestKey};
 use serde_json::{Value, json};
@@ -15,7 +16,10 @@ async fn verifier(keys: &[TestKey]) -> (OryVerifier, JwksFake) {
         audience: ory::AUDIENCE.to_owned(),
         jwks_url: jwks.jwks_url(),
     };
-    (OryVerifier::new(&settings), jwks)
+    (
+        OryVerifier::new(&settings, std::sync::Arc::new(SystemClock)),
+        jwks,
+    )
 }
 
 fn edited(edit: impl Fn(&mut Value)) -> Value {
@@ -192,5 +196,55 @@ async fn a_key_ory_withdrew_stops_verifying_once_the_cache_expires() {
     assert_eq!(
         result,
         Err(VerifyTokenError::UnknownKey(TestKey::Rsa1.kid().to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn token_lifetimes_are_judged_by_the_injected_clock_not_the_system_clock() {
+    // Arrange: the verifier's clock stands at 2020-01-01; tokens are minted
+    // for that time, long expired by the system clock.
+    let pinned = chrono::DateTime::from_timestamp(1_577_836_800, 0).unwrap();
+    let clock = ManualClock::new(pinned);
+    let jwks = JwksFake::start(&[TestKey::Rsa1]).await;
+    let settings = OrySettings {
+        issuer_url: ory::ISSUER.to_owned(),
+        audience: ory::AUDIENCE.to_owned(),
+        jwks_url: jwks.jwks_url(),
+    };
+    let verifier = OryVerifier::new(&settings, std::sync::Arc::new(clock.clone()));
+    let at = pinned.timestamp();
+    let token = ory::mint(
+        TestKey::Rsa1,
+        &edited(|c| {
+            c["iat"] = at.into();
+            c["nbf"] = at.into();
+            c["exp"] = (at + 300).into();
+        }),
+    );
+
+    // Act + Assert: valid at the pinned time, although the system clock
+    // says it expired years ago.
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, "ops-1");
+
+    // Before nbf (beyond the leeway) by the clock: not valid yet.
+    clock.set(pinned - chrono::Duration::seconds(31));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(VerifyTokenError::NotYetValid)
+    );
+
+    // Past exp (beyond the leeway) by the clock: expired.
+    clock.set(pinned + chrono::Duration::seconds(330));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(VerifyTokenError::Expired)
+    );
+
+    // And a token valid by the system clock is expired for a clock ahead.
+    clock.set(chrono::Utc::now() + chrono::Duration::hours(1));
+    let fresh = ory::mint(TestKey::Rsa1, &ory::claims("ops-1"));
+    assert_eq!(
+        verifier.verify(&fresh).await,
+        Err(VerifyTokenError::Expired)
     );
 }
