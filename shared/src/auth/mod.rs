@@ -244,6 +244,67 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyKey>, String> {
     Ok(keys)
 }
 
+/// The `kid` a token's header names, after the size and shape checks that
+/// come before any key lookup.
+fn key_id(token: &str) -> Result<String, VerifyTokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyTokenError::Malformed("token too long".to_owned()));
+    }
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| VerifyTokenError::Malformed(e.to_string()))?;
+    header.kid.ok_or(VerifyTokenError::MissingKeyId)
+}
+
+/// Every check on a token once its key is known, at `now` (Unix seconds).
+fn check_token(
+    token: &str,
+    key: &VerifyKey,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<OperatorClaims, VerifyTokenError> {
+    // The algorithm is the key's; `decode` refuses a header that names
+    // another one (HS256 with the RSA public key as secret, say). `exp` and
+    // `nbf` are checked below against our clock: the library's own check
+    // reads the system clock.
+    let mut validation = Validation::new(key.alg);
+    validation.leeway = LEEWAY_SECONDS;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    let claims = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation)?.claims;
+    let Some(exp) = claims.exp else {
+        return Err(VerifyTokenError::MissingClaim("exp".to_owned()));
+    };
+    check_lifetime(exp, claims.nbf, now)?;
+    match claims.sub {
+        Some(sub) if !sub.trim().is_empty() => Ok(OperatorClaims { sub, exp }),
+        _ => Err(VerifyTokenError::MissingClaim("sub".to_owned())),
+    }
+}
+
+/// [`OryVerifier::verify`] without the network or the cache: `token`
+/// checked against the keys of the JWKS document `jwks` at `now` (Unix
+/// seconds). The same code path, for the fuzz targets and for diagnosing a
+/// token offline. A JWKS that cannot be read is [`VerifyTokenError::KeysUnavailable`].
+pub fn verify_offline(
+    token: &str,
+    jwks: &[u8],
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<OperatorClaims, VerifyTokenError> {
+    let kid = key_id(token)?;
+    let keys = parse_jwks(jwks).map_err(|_| VerifyTokenError::KeysUnavailable)?;
+    let key = keys
+        .get(&kid)
+        .ok_or_else(|| VerifyTokenError::UnknownKey(kid.chars().take(64).collect()))?;
+    check_token(token, key, issuer, audience, now)
+}
+
 /// Whether a token with `exp` and `nbf` (seconds since the epoch) is valid
 /// at `now`, allowing [`LEEWAY_SECONDS`] either way. Exact for every input:
 /// the comparison is in i128, so no value from a token can overflow it.
@@ -260,8 +321,9 @@ fn check_lifetime(exp: u64, nbf: Option<u64>, now: i64) -> Result<(), VerifyToke
     Ok(())
 }
 
-/// The bearer token of an `Authorization` header value.
-fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenError> {
+/// The bearer token of an `Authorization` header value: `Bearer <token>`
+/// (scheme in any case), one token, nothing else.
+pub fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenError> {
     let value = value.ok_or(VerifyTokenError::MissingHeader)?;
     let value = value.to_str().map_err(|_| VerifyTokenError::NotBearer)?;
     let (scheme, token) = value.split_once(' ').ok_or(VerifyTokenError::NotBearer)?;
@@ -401,36 +463,10 @@ impl OryVerifier {
 
     /// Verifies a bearer token (without the `Bearer ` prefix).
     pub async fn verify(&self, token: &str) -> Result<OperatorClaims, VerifyTokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(VerifyTokenError::Malformed("token too long".to_owned()));
-        }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| VerifyTokenError::Malformed(e.to_string()))?;
-        let kid = header.kid.ok_or(VerifyTokenError::MissingKeyId)?;
+        let kid = key_id(token)?;
         let key = self.key_for(&kid).await?;
-
-        // The algorithm is the key's; `decode` refuses a header that names
-        // another one (HS256 with the RSA public key as secret, say).
-        // `exp` and `nbf` are checked below against our clock: the
-        // library's own check reads the system clock.
-        let mut validation = Validation::new(key.alg);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_audience(&[&self.inner.audience]);
-        let claims = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation)?.claims;
         let now = self.inner.clock.now().timestamp();
-        let Some(exp) = claims.exp else {
-            return Err(VerifyTokenError::MissingClaim("exp".to_owned()));
-        };
-        check_lifetime(exp, claims.nbf, now)?;
-        match claims.sub {
-            Some(sub) if !sub.trim().is_empty() => Ok(OperatorClaims { sub, exp }),
-            _ => Err(VerifyTokenError::MissingClaim("sub".to_owned())),
-        }
+        check_token(token, &key, &self.inner.issuer, &self.inner.audience, now)
     }
 
     /// The key named `kid`, refetching the JWKS when it is unknown or the

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError};
+use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError, verify_offline};
 use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::config::OrySettings;
 use coffeebuddy_test_support::ory::{self, JwksFake, TestKey};
@@ -246,5 +246,49 @@ async fn token_lifetimes_are_judged_by_the_injected_clock_not_the_system_clock()
     assert_eq!(
         verifier.verify(&fresh).await,
         Err(VerifyTokenError::Expired)
+    );
+}
+
+#[test]
+fn the_offline_check_takes_the_same_decisions_as_the_verifier() {
+    // Arrange: a JWKS document as Ory publishes it.
+    let jwks = json!({ "keys": [TestKey::Rsa1.jwk(), TestKey::Ec1.jwk()] }).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let check =
+        |token: &str| verify_offline(token, jwks.as_bytes(), ory::ISSUER, ory::AUDIENCE, now);
+
+    // Act + Assert
+    assert_eq!(
+        check(&ory::mint(TestKey::Ec1, &ory::claims("ops-1")))
+            .unwrap()
+            .sub,
+        "ops-1"
+    );
+    assert_eq!(
+        check(&ory::mint(TestKey::Wrong, &ory::claims("ops-1"))),
+        Err(VerifyTokenError::UnknownKey(
+            TestKey::Wrong.kid().to_owned()
+        ))
+    );
+    assert_eq!(
+        check(&ory::hs256_with_public_key(&ory::claims("ops-1"))),
+        Err(VerifyTokenError::AlgorithmMismatch)
+    );
+    assert_eq!(
+        check(&ory::mint(
+            TestKey::Rsa1,
+            &edited(|c| c["exp"] = (now - 60).into())
+        )),
+        Err(VerifyTokenError::Expired)
+    );
+    assert_eq!(
+        verify_offline(
+            &ory::mint(TestKey::Rsa1, &ory::claims("ops-1")),
+            b"<html>",
+            ory::ISSUER,
+            ory::AUDIENCE,
+            now
+        ),
+        Err(VerifyTokenError::KeysUnavailable)
     );
 }
