@@ -152,6 +152,27 @@ ensure_tansu() {
     export TANSU_BIN="$bin"
 }
 
+# ensure_cargo_tool NAME MINUTES: installs the cargo subcommand NAME from
+# crates.io (`cargo install NAME --locked`) when it is missing.
+ensure_cargo_tool() {
+    local name=$1 minutes=$2
+    if ! command -v "$name" >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/$name" ]; then
+        log "installing $name (cargo install, about $minutes minutes, once per machine)"
+        cargo install "$name" --locked
+    fi
+    if ! command -v "$name" >/dev/null 2>&1; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v "$name" >/dev/null 2>&1 || die "$name was installed but cannot be found"
+}
+
+# cargo-deny checks licenses, banned and duplicate crates and sources
+# (deny.toml).
+ensure_cargo_deny() { ensure_cargo_tool cargo-deny 3; }
+
+# cargo-fuzz drives libFuzzer (scripts/fuzz).
+ensure_cargo_fuzz() { ensure_cargo_tool cargo-fuzz 2; }
+
 # tansu_start DIR PORT: starts a broker with in-memory storage on
 # 127.0.0.1:PORT in the background, logging to DIR/tansu.log, and waits
 # until it accepts connections.

@@ -9,15 +9,17 @@
 //! (the `domain::admin` parse functions) and are written like it: config,
 //! audit row and `channel.config_changed` event in one transaction. Errors
 //! are JSON `{"error": "…"}`: 400 for bad input (nothing changes), 401 for
-//! a missing or bad token, 503 where Ory is not configured (`local` only),
-//! 500 with no detail for our own failures.
+//! a missing or bad token, 404 for any other path under `/admin/api/v1`,
+//! 405 (with `Allow`) for a method a resource does not have, 503 where Ory
+//! is not configured (`local` only), 500 with no detail for our own
+//! failures.
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use coffeebuddy_shared::auth::{Operator, OryVerifier};
@@ -34,6 +36,8 @@ use serde_json::{Map, Value};
 const CONFIG_PATH: &str = "/admin/api/v1/channels/{channel_id}/config";
 /// The audit trail resource.
 const AUDIT_PATH: &str = "/admin/api/v1/channels/{channel_id}/audit";
+/// Every other path under the API's prefix: answered 404 in JSON.
+const UNKNOWN_PATHS: [&str; 3] = ["/admin/api/v1", "/admin/api/v1/", "/admin/api/v1/{*rest}"];
 /// The audit action of a change made through this API.
 pub(crate) const ACTION: &str = "api-update";
 /// Audit rows returned when `limit` is not given.
@@ -95,17 +99,50 @@ impl IntoResponse for ApiError {
 /// path answers 503 `{"error":"admin API not configured"}`.
 pub(crate) fn routes(ctx: &Context) -> Router {
     match ctx.ory.clone() {
-        Some(verifier) => Router::new()
-            .route(CONFIG_PATH, get(get_config).put(put_config))
-            .route(AUDIT_PATH, get(get_audit))
-            .with_state(ApiState {
-                ctx: ctx.clone(),
-                verifier,
-            }),
-        None => Router::new()
-            .route(CONFIG_PATH, any(not_configured))
-            .route(AUDIT_PATH, any(not_configured)),
+        Some(verifier) => with_unknown_paths(
+            Router::new()
+                .route(
+                    CONFIG_PATH,
+                    get(get_config)
+                        .put(put_config)
+                        .fallback(|| method_not_allowed("GET, HEAD, PUT")),
+                )
+                .route(
+                    AUDIT_PATH,
+                    get(get_audit).fallback(|| method_not_allowed("GET, HEAD")),
+                )
+                .with_state(ApiState {
+                    ctx: ctx.clone(),
+                    verifier,
+                }),
+        ),
+        None => with_unknown_paths(
+            Router::new()
+                .route(CONFIG_PATH, any(not_configured))
+                .route(AUDIT_PATH, any(not_configured)),
+        ),
     }
+}
+
+/// Adds the JSON 404 for every path under the prefix that is not a
+/// resource (axum's own answer is an empty body, not our error format).
+fn with_unknown_paths(router: Router) -> Router {
+    UNKNOWN_PATHS
+        .iter()
+        .fold(router, |router, path| router.route(path, any(not_found)))
+}
+
+async fn not_found() -> Response {
+    error_body(StatusCode::NOT_FOUND, "not found")
+}
+
+/// A 405 in our error format, with the `Allow` header axum would send.
+async fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = error_body(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// The API's readiness probe: Ory's JWKS, when Ory is configured.

@@ -9,8 +9,9 @@
 //!   the classic trick of an HMAC keyed with the RSA public key) are refused;
 //! - `iss` must equal `ORY_ISSUER_URL` exactly, `aud` must contain
 //!   `ORY_AUDIENCE`, `exp` is required, `nbf` is honoured, both with a
-//!   [`LEEWAY_SECONDS`] allowance for clock skew, and `sub` is required and
-//!   non-empty (it becomes the audit trail's actor).
+//!   [`LEEWAY_SECONDS`] allowance for clock skew and both judged by the
+//!   injected clock (`Context::clock`), not the system's, and `sub` is
+//!   required and non-empty (it becomes the audit trail's actor).
 //!
 //! The JWKS is fetched lazily and cached. A token whose `kid` is not in the
 //! cache triggers a refetch (Ory rotated its keys), at most once per
@@ -22,7 +23,8 @@
 //!
 //! [`Operator`] is the axum extractor: any failure is a 401 with
 //! `{"error":"unauthorized"}` and `WWW-Authenticate: Bearer`; the reason goes
-//! to the logs (never the token).
+//! to the logs (never the token), and [`AUTH_REFUSED_TOTAL`] counts it by
+//! a low-cardinality reason ([`VerifyTokenError::reason`]).
 //!
 //! [`OryVerifier::probe`] is the readiness probe. It is *optional*: Ory
 //! unreachable makes the service `degraded`, never `unhealthy`, with or
@@ -45,6 +47,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::clock::SharedClock;
 use crate::config::OrySettings;
 use crate::runtime::{Criticality, Probe};
 
@@ -63,6 +66,9 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// The name of the readiness check.
 pub const PROBE_NAME: &str = "ory_jwks";
+/// Counter of refused operator tokens, labelled `reason` (one of
+/// [`VerifyTokenError::reason`]'s fixed values).
+pub const AUTH_REFUSED_TOTAL: &str = "coffeebuddy_auth_refused_total";
 
 /// What a verified operator token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +85,7 @@ pub struct OperatorClaims {
 struct RawClaims {
     sub: Option<String>,
     exp: Option<u64>,
+    nbf: Option<u64>,
 }
 
 /// Why a token was refused. Logged, never shown to the caller.
@@ -128,6 +135,28 @@ pub enum VerifyTokenError {
     /// A claim has the wrong type.
     #[error("invalid claim: {0}")]
     InvalidClaim(String),
+}
+
+impl VerifyTokenError {
+    /// The `reason` label of [`AUTH_REFUSED_TOTAL`]: a fixed word per kind
+    /// of refusal, never a value taken from the token.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing_header",
+            Self::NotBearer => "not_bearer",
+            Self::Malformed(_) => "malformed",
+            Self::MissingKeyId => "missing_kid",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) | Self::InvalidClaim(_) => "invalid_claims",
+        }
+    }
 }
 
 impl From<jsonwebtoken::errors::Error> for VerifyTokenError {
@@ -215,8 +244,86 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyKey>, String> {
     Ok(keys)
 }
 
-/// The bearer token of an `Authorization` header value.
-fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenError> {
+/// The `kid` a token's header names, after the size and shape checks that
+/// come before any key lookup.
+fn key_id(token: &str) -> Result<String, VerifyTokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyTokenError::Malformed("token too long".to_owned()));
+    }
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| VerifyTokenError::Malformed(e.to_string()))?;
+    header.kid.ok_or(VerifyTokenError::MissingKeyId)
+}
+
+/// Every check on a token once its key is known, at `now` (Unix seconds).
+fn check_token(
+    token: &str,
+    key: &VerifyKey,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<OperatorClaims, VerifyTokenError> {
+    // The algorithm is the key's; `decode` refuses a header that names
+    // another one (HS256 with the RSA public key as secret, say). `exp` and
+    // `nbf` are checked below against our clock: the library's own check
+    // reads the system clock.
+    let mut validation = Validation::new(key.alg);
+    validation.leeway = LEEWAY_SECONDS;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    let claims = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation)?.claims;
+    let Some(exp) = claims.exp else {
+        return Err(VerifyTokenError::MissingClaim("exp".to_owned()));
+    };
+    check_lifetime(exp, claims.nbf, now)?;
+    match claims.sub {
+        Some(sub) if !sub.trim().is_empty() => Ok(OperatorClaims { sub, exp }),
+        _ => Err(VerifyTokenError::MissingClaim("sub".to_owned())),
+    }
+}
+
+/// [`OryVerifier::verify`] without the network or the cache: `token`
+/// checked against the keys of the JWKS document `jwks` at `now` (Unix
+/// seconds). The same code path, for the fuzz targets and for diagnosing a
+/// token offline. A JWKS that cannot be read is [`VerifyTokenError::KeysUnavailable`].
+pub fn verify_offline(
+    token: &str,
+    jwks: &[u8],
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<OperatorClaims, VerifyTokenError> {
+    let kid = key_id(token)?;
+    let keys = parse_jwks(jwks).map_err(|_| VerifyTokenError::KeysUnavailable)?;
+    let key = keys
+        .get(&kid)
+        .ok_or_else(|| VerifyTokenError::UnknownKey(kid.chars().take(64).collect()))?;
+    check_token(token, key, issuer, audience, now)
+}
+
+/// Whether a token with `exp` and `nbf` (seconds since the epoch) is valid
+/// at `now`, allowing [`LEEWAY_SECONDS`] either way. Exact for every input:
+/// the comparison is in i128, so no value from a token can overflow it.
+fn check_lifetime(exp: u64, nbf: Option<u64>, now: i64) -> Result<(), VerifyTokenError> {
+    let now = i128::from(now);
+    let leeway = i128::from(LEEWAY_SECONDS);
+    // Expired once `now - leeway >= exp`, as jsonwebtoken judges it.
+    if now - leeway >= i128::from(exp) {
+        return Err(VerifyTokenError::Expired);
+    }
+    if nbf.is_some_and(|nbf| now + leeway < i128::from(nbf)) {
+        return Err(VerifyTokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The bearer token of an `Authorization` header value: `Bearer <token>`
+/// (scheme in any case), one token, nothing else.
+pub fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenError> {
     let value = value.ok_or(VerifyTokenError::MissingHeader)?;
     let value = value.to_str().map_err(|_| VerifyTokenError::NotBearer)?;
     let (scheme, token) = value.split_once(' ').ok_or(VerifyTokenError::NotBearer)?;
@@ -246,6 +353,8 @@ struct Inner {
     cache_ttl: Duration,
     timeout: Duration,
     cache: RwLock<KeyCache>,
+    /// Judges `exp` and `nbf`: `Context::clock`, so tests can pin it.
+    clock: SharedClock,
     /// One fetch at a time from the request path: concurrent requests with
     /// the same new `kid` wait for one fetch instead of each making one.
     fetching: tokio::sync::Mutex<()>,
@@ -267,16 +376,19 @@ impl fmt::Debug for OryVerifier {
             .field("refetch_interval", &self.inner.refetch_interval)
             .field("cache_ttl", &self.inner.cache_ttl)
             .field("cached_keys", &cached)
+            .field("clock", &self.inner.clock)
             .finish_non_exhaustive()
     }
 }
 
 impl OryVerifier {
-    /// A verifier for `settings` with the default throttle, cache lifetime
-    /// and fetch timeout. Nothing is fetched until it is needed.
-    pub fn new(settings: &OrySettings) -> Self {
+    /// A verifier for `settings` judging token lifetimes by `clock`, with
+    /// the default throttle, cache lifetime and fetch timeout. Nothing is
+    /// fetched until it is needed.
+    pub fn new(settings: &OrySettings, clock: SharedClock) -> Self {
         Self::build(
             settings,
+            clock,
             DEFAULT_REFETCH_INTERVAL,
             DEFAULT_CACHE_TTL,
             DEFAULT_FETCH_TIMEOUT,
@@ -285,6 +397,7 @@ impl OryVerifier {
 
     fn build(
         settings: &OrySettings,
+        clock: SharedClock,
         refetch_interval: Duration,
         cache_ttl: Duration,
         timeout: Duration,
@@ -306,6 +419,7 @@ impl OryVerifier {
                 cache_ttl,
                 timeout,
                 cache: RwLock::new(KeyCache::default()),
+                clock,
                 fetching: tokio::sync::Mutex::new(()),
             }),
         }
@@ -316,6 +430,7 @@ impl OryVerifier {
     pub fn with_refetch_interval(&self, interval: Duration) -> Self {
         Self::build(
             &self.settings(),
+            Arc::clone(&self.inner.clock),
             interval,
             self.inner.cache_ttl,
             self.inner.timeout,
@@ -326,6 +441,7 @@ impl OryVerifier {
     pub fn with_cache_ttl(&self, ttl: Duration) -> Self {
         Self::build(
             &self.settings(),
+            Arc::clone(&self.inner.clock),
             self.inner.refetch_interval,
             ttl,
             self.inner.timeout,
@@ -347,30 +463,10 @@ impl OryVerifier {
 
     /// Verifies a bearer token (without the `Bearer ` prefix).
     pub async fn verify(&self, token: &str) -> Result<OperatorClaims, VerifyTokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(VerifyTokenError::Malformed("token too long".to_owned()));
-        }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| VerifyTokenError::Malformed(e.to_string()))?;
-        let kid = header.kid.ok_or(VerifyTokenError::MissingKeyId)?;
+        let kid = key_id(token)?;
         let key = self.key_for(&kid).await?;
-
-        // The algorithm is the key's; `decode` refuses a header that names
-        // another one (HS256 with the RSA public key as secret, say).
-        let mut validation = Validation::new(key.alg);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_audience(&[&self.inner.audience]);
-        let claims = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation)?.claims;
-        match (claims.sub, claims.exp) {
-            (Some(sub), Some(exp)) if !sub.trim().is_empty() => Ok(OperatorClaims { sub, exp }),
-            (_, None) => Err(VerifyTokenError::MissingClaim("exp".to_owned())),
-            _ => Err(VerifyTokenError::MissingClaim("sub".to_owned())),
-        }
+        let now = self.inner.clock.now().timestamp();
+        check_token(token, &key, &self.inner.issuer, &self.inner.audience, now)
     }
 
     /// The key named `kid`, refetching the JWKS when it is unknown or the
@@ -548,12 +644,14 @@ where
     type Rejection = Unauthorized;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts.headers.get(header::AUTHORIZATION)).map_err(Unauthorized)?;
-        let claims = OryVerifier::from_ref(state)
-            .verify(token)
-            .await
-            .map_err(Unauthorized)?;
-        Ok(Self(claims))
+        let verified = match bearer_token(parts.headers.get(header::AUTHORIZATION)) {
+            Ok(token) => OryVerifier::from_ref(state).verify(token).await,
+            Err(e) => Err(e),
+        };
+        verified.map(Self).map_err(|e| {
+            metrics::counter!(AUTH_REFUSED_TOTAL, "reason" => e.reason()).increment(1);
+            Unauthorized(e)
+        })
     }
 }
 
@@ -613,6 +711,54 @@ mod tests {
         assert!(usable_algorithm(&jwk(p384)).is_err());
         let hmac = serde_json::json!({ "kty": "oct", "kid": "h", "k": "c2VjcmV0", "alg": "HS256" });
         assert!(usable_algorithm(&jwk(hmac)).is_err());
+    }
+
+    #[test]
+    fn token_lifetimes_are_judged_with_the_leeway_and_never_overflow() {
+        let now = 1_700_000_000;
+        assert_eq!(check_lifetime(now as u64 + 1, None, now), Ok(()));
+        assert_eq!(check_lifetime(now as u64 - 29, None, now), Ok(()));
+        assert_eq!(
+            check_lifetime(now as u64 - 30, None, now),
+            Err(VerifyTokenError::Expired)
+        );
+        assert_eq!(
+            check_lifetime(now as u64 + 60, Some(now as u64 + 30), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_lifetime(now as u64 + 60, Some(now as u64 + 31), now),
+            Err(VerifyTokenError::NotYetValid)
+        );
+        assert_eq!(check_lifetime(u64::MAX, Some(0), i64::MAX), Ok(()));
+        assert_eq!(
+            check_lifetime(0, None, i64::MIN),
+            Ok(()),
+            "a clock before the epoch is still judged exactly"
+        );
+        assert_eq!(
+            check_lifetime(u64::MAX, Some(u64::MAX), i64::MIN),
+            Err(VerifyTokenError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn every_refusal_has_a_fixed_low_cardinality_reason() {
+        let reasons = [
+            VerifyTokenError::Malformed("anything a token says".to_owned()).reason(),
+            VerifyTokenError::UnknownKey("kid-from-the-token".to_owned()).reason(),
+            VerifyTokenError::MissingClaim("x".to_owned()).reason(),
+            VerifyTokenError::InvalidClaim("y".to_owned()).reason(),
+        ];
+        assert_eq!(
+            reasons,
+            [
+                "malformed",
+                "unknown_key",
+                "invalid_claims",
+                "invalid_claims"
+            ]
+        );
     }
 
     #[test]

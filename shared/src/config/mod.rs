@@ -267,7 +267,8 @@ pub struct VaultSettings {
 /// Ory settings for the operators' admin API.
 #[derive(Debug, Clone)]
 pub struct OrySettings {
-    /// `ORY_ISSUER_URL`: the exact `iss` a token must carry.
+    /// `ORY_ISSUER_URL`: the exact `iss` a token must carry, kept as the
+    /// operator wrote it (a trailing `/` included).
     pub issuer_url: String,
     /// `ORY_AUDIENCE`: a value the token's `aud` must contain.
     pub audience: String,
@@ -668,9 +669,14 @@ impl Settings {
         }
         // Either all three or, for functions that do not need Ory, none: a
         // half-configured verifier would be a silent security hole.
-        let issuer_url = r
-            .required("ORY_ISSUER_URL")
-            .map(|v| r.url("ORY_ISSUER_URL", v));
+        // The issuer is compared with the token's `iss` byte for byte, so
+        // it is validated as a URL but kept as written (only surrounding
+        // whitespace goes): Ory's issuers usually end with `/`, and trimming
+        // it would refuse every valid token.
+        let issuer_url = r.required("ORY_ISSUER_URL").map(|v| {
+            r.url("ORY_ISSUER_URL", v.clone());
+            v.trim().to_owned()
+        });
         let audience = r.required("ORY_AUDIENCE");
         let jwks_url = r.required("ORY_JWKS_URL").map(|v| r.url("ORY_JWKS_URL", v));
         Some(OrySettings {
@@ -911,6 +917,36 @@ mod tests {
         assert_eq!(k.security_protocol, KafkaSecurityProtocol::Plaintext);
         assert!(k.sasl.is_none());
         assert_eq!(k.topic_run_events, DEFAULT_RUN_EVENTS_TOPIC);
+    }
+
+    #[test]
+    fn the_ory_issuer_is_kept_exactly_as_written_for_the_iss_comparison() {
+        let s = load(
+            &with(&[
+                ("ORY_ISSUER_URL", " http://127.0.0.1:4444/ "),
+                ("ORY_AUDIENCE", "coffeebuddy-admin"),
+                (
+                    "ORY_JWKS_URL",
+                    "http://127.0.0.1:4444/.well-known/jwks.json/",
+                ),
+            ]),
+            IDENTITY,
+        )
+        .unwrap();
+        let ory = s.ory.unwrap();
+        assert_eq!(ory.issuer_url, "http://127.0.0.1:4444/");
+        assert_eq!(ory.jwks_url, "http://127.0.0.1:4444/.well-known/jwks.json");
+
+        let err = load(
+            &with(&[
+                ("ORY_ISSUER_URL", "ory.internal/"),
+                ("ORY_AUDIENCE", "coffeebuddy-admin"),
+                ("ORY_JWKS_URL", "https://ory.internal/jwks"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(err.vars(), ["ORY_ISSUER_URL"]);
     }
 
     #[test]

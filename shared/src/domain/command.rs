@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, DurationRound, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::text::{escape_mrkdwn, truncate_chars};
+use super::text::{code_point, escape_mrkdwn, find_invisible, truncate_chars};
 
 /// The longest note, in characters (not bytes).
 pub const MAX_NOTE_CHARS: usize = 140;
@@ -88,7 +88,8 @@ impl Pickup {
 }
 
 /// A run's note: trimmed, 1 to [`MAX_NOTE_CHARS`] characters, on one line
-/// (no control characters). Everything else is kept exactly as typed,
+/// (no control characters), with no invisible or text-direction characters
+/// ([`find_invisible`]; emoji sequences are fine). Everything else is kept exactly as typed,
 /// `<!channel>` included: escape it when showing it in mrkdwn.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -106,6 +107,10 @@ impl Note {
             Err(ParseCoffeeError::NoteTooLong { chars })
         } else if s.chars().any(char::is_control) {
             Err(ParseCoffeeError::NoteControlCharacter)
+        } else if let Some(c) = find_invisible(s) {
+            Err(ParseCoffeeError::NoteInvisibleCharacter {
+                code_point: code_point(c),
+            })
         } else {
             Ok(Note(s.to_owned()))
         }
@@ -206,6 +211,15 @@ pub enum ParseCoffeeError {
         "Notes can't contain line breaks or control characters. Put the note on one line, e.g. `/coffee 10:30 Blue Bottle`."
     )]
     NoteControlCharacter,
+    /// A note with a bidi control, zero-width or other invisible character,
+    /// which could make it look like something else.
+    #[error(
+        "Notes can't contain invisible or text-direction characters (found {code_point}). Retype the note, e.g. `/coffee 10:30 Blue Bottle`."
+    )]
+    NoteInvisibleCharacter {
+        /// The first such character, as `U+XXXX`.
+        code_point: String,
+    },
 }
 
 /// Echoes a piece of the input inside an inline-code span of a refusal:
@@ -594,6 +608,24 @@ mod tests {
             ("Blue\nBottle", E::NoteControlCharacter),
             ("10:30 Blue\tBottle", E::NoteControlCharacter),
             ("in 5m \u{7}", E::NoteControlCharacter),
+            (
+                "10:30 Blue \u{202E}elttoB",
+                E::NoteInvisibleCharacter {
+                    code_point: "U+202E".to_owned(),
+                },
+            ),
+            (
+                "\u{2067}10:30 Blue Bottle",
+                E::NoteInvisibleCharacter {
+                    code_point: "U+2067".to_owned(),
+                },
+            ),
+            (
+                "in 5m Blue\u{200B}Bottle",
+                E::NoteInvisibleCharacter {
+                    code_point: "U+200B".to_owned(),
+                },
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(
@@ -690,6 +722,34 @@ mod tests {
             parse_coffee_command(&format!("in 5m {long}"), now, tz),
             Err(ParseCoffeeError::NoteTooLong { chars: 141 })
         );
+    }
+
+    #[test]
+    fn a_note_with_an_emoji_sequence_or_variation_selector_is_kept() {
+        let note = Note::parse("🏳️‍🌈 party ☕️ at 👩‍💻 desk").unwrap();
+        assert_eq!(note.as_ref(), "🏳️‍🌈 party ☕️ at 👩‍💻 desk");
+        assert!(
+            ParseCoffeeError::NoteInvisibleCharacter {
+                code_point: "U+200F".to_owned()
+            }
+            .to_string()
+            .contains("U+200F")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_accepted_note_carries_a_bidi_control_or_zero_width_space(
+            s in "[\\s\\S]{0,60}"
+        ) {
+            if let Ok(note) = Note::parse(&s) {
+                let has_bidi = note.as_ref().chars().any(|c| matches!(
+                    c,
+                    '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+                ));
+                proptest::prop_assert!(!has_bidi, "{:?}", note);
+            }
+        }
     }
 
     #[test]

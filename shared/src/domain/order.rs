@@ -1,15 +1,21 @@
 //! What a person orders in a run (DESIGN §1.3): free text, one line, at most
 //! [`MAX_ORDER_CHARS`] characters. It is kept exactly as typed apart from
-//! trimming its ends, and escaped only when shown (DESIGN §1.8).
+//! trimming its ends, and escaped only when shown (DESIGN §1.8). Text that
+//! would look other than it is (bidi controls, zero-width and other
+//! invisible characters; [`find_invisible`]) is refused, so one order
+//! cannot spoof another's line.
 
 use serde::{Deserialize, Serialize};
+
+use super::text::{code_point, find_invisible};
 
 /// The longest order, in characters (not bytes); also the modal input's
 /// `max_length`.
 pub const MAX_ORDER_CHARS: usize = 150;
 
 /// An order's text: trimmed, 1 to [`MAX_ORDER_CHARS`] characters, no control
-/// characters (so no line breaks or tabs). `<!channel>` and friends are kept
+/// characters (so no line breaks or tabs), no invisible or text-direction
+/// characters (emoji sequences with joiners are fine). `<!channel>` and friends are kept
 /// as typed: escape the text when showing it in mrkdwn.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -27,6 +33,10 @@ impl OrderText {
             Err(ParseOrderError::TooLong { chars })
         } else if s.chars().any(char::is_control) {
             Err(ParseOrderError::ControlCharacter)
+        } else if let Some(c) = find_invisible(s) {
+            Err(ParseOrderError::InvisibleCharacter {
+                code_point: code_point(c),
+            })
         } else {
             Ok(OrderText(s.to_owned()))
         }
@@ -68,6 +78,15 @@ pub enum ParseOrderError {
     /// A line break, tab or other control character inside.
     #[error("Orders can't contain line breaks or control characters.")]
     ControlCharacter,
+    /// A bidi control, zero-width or other invisible character, which
+    /// could make the order look like something else.
+    #[error(
+        "Orders can't contain invisible or text-direction characters (found {code_point}). Retype the order, or paste it as plain text."
+    )]
+    InvisibleCharacter {
+        /// The first such character, as `U+XXXX`.
+        code_point: String,
+    },
 }
 
 #[cfg(test)]
@@ -133,6 +152,41 @@ mod tests {
     }
 
     #[test]
+    fn bidi_overrides_and_zero_width_characters_are_refused_with_their_code_point() {
+        for (bad, code) in [
+            ("\u{202E}etal tihw talf", "U+202E"),
+            ("latte \u{2066}for Bob\u{2069}", "U+2066"),
+            ("flat\u{200B}white", "U+200B"),
+            ("\u{FEFF}latte", "U+FEFF"),
+            ("lat\u{200D}te", "U+200D"),
+            ("tea\u{E0068}\u{E0069}", "U+E0068"),
+        ] {
+            assert_eq!(
+                OrderText::parse(bad),
+                Err(ParseOrderError::InvisibleCharacter {
+                    code_point: code.to_owned()
+                }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            ParseOrderError::InvisibleCharacter {
+                code_point: "U+202E".to_owned()
+            }
+            .to_string(),
+            "Orders can't contain invisible or text-direction characters (found U+202E). Retype the order, or paste it as plain text."
+        );
+    }
+
+    #[test]
+    fn two_orders_that_look_the_same_cannot_both_be_accepted() {
+        let plain = OrderText::parse("flat white").unwrap();
+        let lookalike = OrderText::parse("flat\u{200B} white");
+        assert!(lookalike.is_err());
+        assert_eq!(plain.as_ref(), "flat white");
+    }
+
+    #[test]
     fn refusals_read_as_sentences() {
         assert_eq!(
             ParseOrderError::Empty.to_string(),
@@ -172,7 +226,30 @@ mod tests {
         }
 
         #[test]
-        fn printable_text_within_the_limit_is_always_accepted(s in "[^\\p{Cc}\\s][^\\p{Cc}]{0,148}") {
+        fn accepted_orders_carry_no_bidi_control(s in "[\\s\\S]{0,60}") {
+            if let Ok(order) = OrderText::parse(&s) {
+                prop_assert_eq!(find_invisible(order.as_ref()), None);
+                let has_bidi = order.as_ref().chars().any(|c| matches!(
+                    c,
+                    '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+                ));
+                prop_assert!(!has_bidi, "{:?}", order);
+            }
+        }
+
+        #[test]
+        fn orders_with_emoji_joiner_sequences_are_accepted(
+            before in "[a-z ]{0,30}",
+            emoji in proptest::sample::select(vec!["👩‍💻", "🏳️‍🌈", "❤️‍🔥", "👨‍👩‍👧", "☕️"]),
+        ) {
+            let text = format!("x {before}{emoji}");
+            prop_assert!(OrderText::parse(&text).is_ok(), "{:?}", text);
+        }
+
+        #[test]
+        // Printable: no control, format, separator or invisible character
+        // (the fillers and selectors `find_invisible` refuses out of place).
+        fn printable_text_within_the_limit_is_always_accepted(s in "[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\u{115F}\u{1160}\u{3164}\u{FFA0}\u{2800}\u{034F}\u{17B4}\u{17B5}\u{180B}-\u{180F}\u{FE00}-\u{FE0F}\u{E0100}-\u{E01EF}\\s][^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\u{115F}\u{1160}\u{3164}\u{FFA0}\u{2800}\u{034F}\u{17B4}\u{17B5}\u{180B}-\u{180F}\u{FE00}-\u{FE0F}\u{E0100}-\u{E01EF}]{0,148}") {
             let order = OrderText::parse(&s);
             prop_assert!(order.is_ok(), "{:?}", order);
         }

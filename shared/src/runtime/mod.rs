@@ -142,7 +142,10 @@ impl Context {
             }
         };
         let outbox = Outbox::new(db.clone(), sink);
-        let ory = settings.ory.as_ref().map(OryVerifier::new);
+        let ory = settings
+            .ory
+            .as_ref()
+            .map(|ory| OryVerifier::new(ory, Arc::clone(&clock)));
         let effects = EffectWorker::new(
             db.clone(),
             &slack,

@@ -8,7 +8,8 @@
 //! [`escape_mrkdwn`], elsewhere they are `plain_text`. Only ids we parsed
 //! ourselves ([`UserId::mention`], channel links) are written as Slack
 //! syntax. The notification `text` of a message (which Slack also reads as
-//! mrkdwn) never carries user text.
+//! mrkdwn) never carries user text. Every mrkdwn object is `verbatim`, so
+//! Slack does not auto-link URLs or `#channel` names typed in an order.
 //!
 //! # Slack limits
 //! A message holds at most [`MAX_BLOCKS`] blocks, a section at most
@@ -139,12 +140,19 @@ fn plain(text: &str) -> Value {
     json!({ "type": "plain_text", "text": text, "emoji": true })
 }
 
-fn section(mrkdwn: &str) -> Value {
-    json!({ "type": "section", "text": { "type": "mrkdwn", "text": mrkdwn } })
+/// A mrkdwn text object. Always `verbatim`: Slack then leaves the text as
+/// we wrote it, so a URL or `#channel` typed inside an order is not turned
+/// into a link (our own `<@U…>` and `<#C…>` syntax still renders).
+fn mrkdwn(text: &str) -> Value {
+    json!({ "type": "mrkdwn", "text": text, "verbatim": true })
 }
 
-fn context(mrkdwn: &str) -> Value {
-    json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": mrkdwn }] })
+fn section(text: &str) -> Value {
+    json!({ "type": "section", "text": mrkdwn(text) })
+}
+
+fn context(text: &str) -> Value {
+    json!({ "type": "context", "elements": [mrkdwn(text)] })
 }
 
 fn button(text: &str, action_id: &str, value: &str, style: &str) -> Value {
@@ -668,6 +676,47 @@ mod tests {
             .filter(|b| b["type"] == "actions")
             .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
             .collect()
+    }
+
+    /// Every mrkdwn text object in a block tree.
+    fn mrkdwn_objects(value: &Value) -> Vec<Value> {
+        match value {
+            Value::Object(map) if map.get("type") == Some(&json!("mrkdwn")) => vec![value.clone()],
+            Value::Object(map) => map.values().flat_map(mrkdwn_objects).collect(),
+            Value::Array(items) => items.iter().flat_map(mrkdwn_objects).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_mrkdwn_object_is_verbatim_so_urls_and_channels_in_orders_stay_text() {
+        let orders = vec![
+            order("U1", "https://evil.example/latte #general"),
+            order("U2", "flat white"),
+        ];
+        let mut v = view(RunState::Open, orders);
+        v.note = Some("see www.example.com #random".to_owned());
+        let mut closed = v.clone();
+        closed.state = RunState::Closed;
+        closed.runner = Some(user("U2"));
+        let trees = [
+            run_message(&v).blocks,
+            run_message(&closed).blocks,
+            summary_message(&closed).blocks,
+            cancelled_message(&v).blocks,
+            runner_dm(&closed).blocks,
+            participant_dm(&closed, &user("U1")).blocks,
+            reminder_dm(&closed).blocks,
+            order_modal(&v, Some("usual"), true, false),
+        ];
+        for tree in &trees {
+            let objects = mrkdwn_objects(tree);
+            assert!(!objects.is_empty(), "{tree}");
+            for object in objects {
+                assert_eq!(object["verbatim"], json!(true), "{object}");
+            }
+        }
+        assert!(all_text(&trees[0]).contains("https://evil.example/latte #general"));
     }
 
     #[test]

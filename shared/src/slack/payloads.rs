@@ -76,14 +76,30 @@ impl AsRef<str> for ResponseUrl {
     }
 }
 
+/// Shows the scheme and host only: the path is the credential (anyone
+/// holding it can post into the channel for 30 minutes), and `Debug` output
+/// ends up in logs.
 impl fmt::Debug for ResponseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ResponseUrl").field(&self.0).finish()
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        write!(f, "ResponseUrl(\"{scheme}://{host}/[redacted]\")")
     }
 }
 
-/// A slash command (`/coffee`, `/coffee-admin`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Stands in for a `trigger_id` in `Debug` output: it lets whoever holds it
+/// open a modal in the person's name for 3 s, so it stays out of logs.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A slash command (`/coffee`, `/coffee-admin`). `Debug` redacts the
+/// `trigger_id` and the `response_url`'s path.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SlashCommand {
     /// The workspace.
     pub team_id: TeamId,
@@ -101,8 +117,23 @@ pub struct SlashCommand {
     pub trigger_id: String,
 }
 
-/// The form fields of a slash command, as Slack names them.
-#[derive(Debug, Deserialize)]
+impl fmt::Debug for SlashCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlashCommand")
+            .field("team_id", &self.team_id)
+            .field("channel_id", &self.channel_id)
+            .field("user_id", &self.user_id)
+            .field("command", &self.command)
+            .field("text", &self.text)
+            .field("response_url", &self.response_url)
+            .field("trigger_id", &Redacted)
+            .finish()
+    }
+}
+
+/// The form fields of a slash command, as Slack names them. No `Debug`: it
+/// holds the raw `response_url` and `trigger_id`.
+#[derive(Deserialize)]
 struct SlashCommandForm {
     team_id: Option<String>,
     channel_id: Option<String>,
@@ -168,8 +199,9 @@ impl SlashCommand {
     }
 }
 
-/// A click on one of our buttons.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A click on one of our buttons. `Debug` redacts the `trigger_id` and the
+/// `response_url`'s path.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BlockAction {
     /// The workspace (absent for some org-wide installs).
     pub team_id: Option<TeamId>,
@@ -187,6 +219,21 @@ pub struct BlockAction {
     pub value: Option<String>,
     /// The `ts` of the message holding the button.
     pub message_ts: Option<String>,
+}
+
+impl fmt::Debug for BlockAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockAction")
+            .field("team_id", &self.team_id)
+            .field("user_id", &self.user_id)
+            .field("channel_id", &self.channel_id)
+            .field("trigger_id", &Redacted)
+            .field("response_url", &self.response_url)
+            .field("action_id", &self.action_id)
+            .field("value", &self.value)
+            .field("message_ts", &self.message_ts)
+            .finish()
+    }
 }
 
 /// A submitted modal.
@@ -267,8 +314,9 @@ struct ViewWire {
     state: Option<StateWire>,
 }
 
-/// The JSON in an interaction's `payload` field, as far as we read it.
-#[derive(Debug, Deserialize)]
+/// The JSON in an interaction's `payload` field, as far as we read it. No
+/// `Debug`: it holds the raw `response_url` and `trigger_id`.
+#[derive(Deserialize)]
 struct InteractionWire {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -284,7 +332,8 @@ struct InteractionWire {
     view: Option<ViewWire>,
 }
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: the payload holds the raw `response_url` and `trigger_id`.
+#[derive(Deserialize)]
 struct InteractionForm {
     payload: Option<String>,
 }
@@ -410,6 +459,36 @@ mod tests {
             "https://hooks.slack.com/commands/T0001COFFEE/1234567890/abcdefABCDEF123"
         );
         assert_eq!(cmd.trigger_id, "13345224609.738474920.8088930838d88f008e0");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_response_url_path_or_a_trigger_id() {
+        let cmd = SlashCommand::from_form(SLASH_COMMAND.trim().as_bytes()).expect("parses");
+        let Interaction::BlockAction(action) =
+            Interaction::from_form(&form(BLOCK_ACTION_ORDER)).expect("parses")
+        else {
+            panic!("a block action");
+        };
+        let interaction = Interaction::BlockAction(action.clone());
+        for debug in [
+            format!("{cmd:?}"),
+            format!("{cmd:#?}"),
+            format!("{action:?}"),
+            format!("{interaction:?}"),
+            format!("{:?}", cmd.response_url),
+        ] {
+            assert!(!debug.contains(&cmd.trigger_id), "{debug}");
+            assert!(!debug.contains(&action.trigger_id), "{debug}");
+            assert!(!debug.contains("abcdefABCDEF123"), "{debug}");
+            assert!(!debug.contains("/commands/"), "{debug}");
+            if let Some(url) = &action.response_url {
+                assert!(!debug.contains(url.as_ref()), "{debug}");
+            }
+            assert!(debug.contains("[redacted]"), "{debug}");
+        }
+        // What is not a credential stays visible for debugging.
+        let debug = format!("{cmd:?}");
+        assert!(debug.contains("C0COFFEE1") && debug.contains("hooks.slack.com"));
     }
 
     #[test]

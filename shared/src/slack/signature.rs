@@ -72,6 +72,18 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     )
 }
 
+/// The header's Unix time, accepted only in the canonical decimal form Slack
+/// sends (what `i64::to_string` prints): no sign but `-`, no leading zeros,
+/// no whitespace, no exponent or hex. The MAC covers the header's exact
+/// text, so one number has exactly one accepted spelling.
+fn parse_timestamp(timestamp: &str) -> Result<i64, VerifySignatureError> {
+    timestamp
+        .parse::<i64>()
+        .ok()
+        .filter(|ts| ts.to_string() == timestamp)
+        .ok_or(VerifySignatureError::MalformedTimestamp)
+}
+
 /// Checks a request's signature headers against its raw body at time `now`
 /// (Unix seconds).
 pub fn verify(
@@ -83,13 +95,14 @@ pub fn verify(
 ) -> Result<(), VerifySignatureError> {
     let timestamp = timestamp.ok_or(VerifySignatureError::MissingTimestamp)?;
     let signature = signature.ok_or(VerifySignatureError::MissingSignature)?;
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| VerifySignatureError::MalformedTimestamp)?;
-    let skew_seconds = ts.saturating_sub(now);
-    if skew_seconds.abs() > MAX_TIMESTAMP_SKEW_SECONDS {
-        return Err(VerifySignatureError::OutsideWindow { skew_seconds });
+    let ts = parse_timestamp(timestamp)?;
+    // `abs_diff` is exact for every pair of i64 (its u64 result cannot
+    // overflow), so the window holds even for i64::MIN against i64::MAX;
+    // the signed skew is only for the log line and saturates.
+    if ts.abs_diff(now) > MAX_TIMESTAMP_SKEW_SECONDS.unsigned_abs() {
+        return Err(VerifySignatureError::OutsideWindow {
+            skew_seconds: ts.saturating_sub(now),
+        });
     }
     let given = signature
         .strip_prefix("v0=")
@@ -277,5 +290,90 @@ mod tests {
             check(Some("9223372036854775807"), Some(SIGNATURE), BODY, -1_000),
             Err(VerifySignatureError::OutsideWindow { .. })
         ));
+    }
+
+    #[test]
+    fn the_extreme_timestamps_are_outside_the_window_from_any_now() {
+        for now in [i64::MIN, -1, 0, NOW, i64::MAX] {
+            for ts in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+                if ts.abs_diff(now) <= 300 {
+                    continue;
+                }
+                let ts = ts.to_string();
+                let sig = sign(SECRET, &ts, BODY.as_bytes());
+                assert!(
+                    matches!(
+                        check(Some(&ts), Some(&sig), BODY, now),
+                        Err(VerifySignatureError::OutsideWindow { .. })
+                    ),
+                    "ts {ts} at now {now}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_timestamp_spellings_are_refused_even_when_signed() {
+        for hostile in [
+            "",
+            " ",
+            "\t",
+            " 1531420618",
+            "1531420618 ",
+            "+1531420618",
+            "01531420618",
+            "1e10",
+            "0x10",
+            "1531420618.0",
+            "-0",
+            "1234567890123456789012345678901234567890",
+            "9223372036854775808",
+            "-9223372036854775809",
+        ] {
+            let sig = sign(SECRET, hostile, BODY.as_bytes());
+            assert_eq!(
+                check(Some(hostile), Some(&sig), BODY, NOW),
+                Err(VerifySignatureError::MalformedTimestamp),
+                "{hostile:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_window_accepts_exactly_the_requests_within_five_minutes(
+            ts in proptest::num::i64::ANY,
+            now in proptest::num::i64::ANY,
+        ) {
+            let header = ts.to_string();
+            let sig = sign(SECRET, &header, BODY.as_bytes());
+            let within = i128::from(ts) - i128::from(now);
+            let result = check(Some(&header), Some(&sig), BODY, now);
+            proptest::prop_assert_eq!(result.is_ok(), within.abs() <= 300);
+        }
+
+        #[test]
+        fn timestamps_near_now_are_judged_by_their_distance(
+            offset in -1_000i64..1_000,
+            now in proptest::num::i64::ANY,
+        ) {
+            let ts = now.saturating_add(offset);
+            let header = ts.to_string();
+            let sig = sign(SECRET, &header, BODY.as_bytes());
+            let result = check(Some(&header), Some(&sig), BODY, now);
+            let distance = (i128::from(ts) - i128::from(now)).abs();
+            proptest::prop_assert_eq!(result.is_ok(), distance <= 300);
+        }
+
+        #[test]
+        fn any_header_strings_never_panic_and_never_pass_unsigned(
+            ts in proptest::option::of(".{0,45}"),
+            sig in proptest::option::of(".{0,80}"),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            now in proptest::num::i64::ANY,
+        ) {
+            let result = verify(SECRET, ts.as_deref(), sig.as_deref(), &body, now);
+            proptest::prop_assert!(result.is_err());
+        }
     }
 }

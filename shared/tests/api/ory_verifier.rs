@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError};
+use coffeebuddy_shared::auth::{OryVerifier, VerifyTokenError, verify_offline};
+use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::config::OrySettings;
 use coffeebuddy_test_support::ory::{self, JwksFake, TestKey};
 use serde_json::{Value, json};
@@ -15,7 +16,10 @@ async fn verifier(keys: &[TestKey]) -> (OryVerifier, JwksFake) {
         audience: ory::AUDIENCE.to_owned(),
         jwks_url: jwks.jwks_url(),
     };
-    (OryVerifier::new(&settings), jwks)
+    (
+        OryVerifier::new(&settings, std::sync::Arc::new(SystemClock)),
+        jwks,
+    )
 }
 
 fn edited(edit: impl Fn(&mut Value)) -> Value {
@@ -192,5 +196,99 @@ async fn a_key_ory_withdrew_stops_verifying_once_the_cache_expires() {
     assert_eq!(
         result,
         Err(VerifyTokenError::UnknownKey(TestKey::Rsa1.kid().to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn token_lifetimes_are_judged_by_the_injected_clock_not_the_system_clock() {
+    // Arrange: the verifier's clock stands at 2020-01-01; tokens are minted
+    // for that time, long expired by the system clock.
+    let pinned = chrono::DateTime::from_timestamp(1_577_836_800, 0).unwrap();
+    let clock = ManualClock::new(pinned);
+    let jwks = JwksFake::start(&[TestKey::Rsa1]).await;
+    let settings = OrySettings {
+        issuer_url: ory::ISSUER.to_owned(),
+        audience: ory::AUDIENCE.to_owned(),
+        jwks_url: jwks.jwks_url(),
+    };
+    let verifier = OryVerifier::new(&settings, std::sync::Arc::new(clock.clone()));
+    let at = pinned.timestamp();
+    let token = ory::mint(
+        TestKey::Rsa1,
+        &edited(|c| {
+            c["iat"] = at.into();
+            c["nbf"] = at.into();
+            c["exp"] = (at + 300).into();
+        }),
+    );
+
+    // Act + Assert: valid at the pinned time, although the system clock
+    // says it expired years ago.
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, "ops-1");
+
+    // Before nbf (beyond the leeway) by the clock: not valid yet.
+    clock.set(pinned - chrono::Duration::seconds(31));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(VerifyTokenError::NotYetValid)
+    );
+
+    // Past exp (beyond the leeway) by the clock: expired.
+    clock.set(pinned + chrono::Duration::seconds(330));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(VerifyTokenError::Expired)
+    );
+
+    // And a token valid by the system clock is expired for a clock ahead.
+    clock.set(chrono::Utc::now() + chrono::Duration::hours(1));
+    let fresh = ory::mint(TestKey::Rsa1, &ory::claims("ops-1"));
+    assert_eq!(
+        verifier.verify(&fresh).await,
+        Err(VerifyTokenError::Expired)
+    );
+}
+
+#[test]
+fn the_offline_check_takes_the_same_decisions_as_the_verifier() {
+    // Arrange: a JWKS document as Ory publishes it.
+    let jwks = json!({ "keys": [TestKey::Rsa1.jwk(), TestKey::Ec1.jwk()] }).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let check =
+        |token: &str| verify_offline(token, jwks.as_bytes(), ory::ISSUER, ory::AUDIENCE, now);
+
+    // Act + Assert
+    assert_eq!(
+        check(&ory::mint(TestKey::Ec1, &ory::claims("ops-1")))
+            .unwrap()
+            .sub,
+        "ops-1"
+    );
+    assert_eq!(
+        check(&ory::mint(TestKey::Wrong, &ory::claims("ops-1"))),
+        Err(VerifyTokenError::UnknownKey(
+            TestKey::Wrong.kid().to_owned()
+        ))
+    );
+    assert_eq!(
+        check(&ory::hs256_with_public_key(&ory::claims("ops-1"))),
+        Err(VerifyTokenError::AlgorithmMismatch)
+    );
+    assert_eq!(
+        check(&ory::mint(
+            TestKey::Rsa1,
+            &edited(|c| c["exp"] = (now - 60).into())
+        )),
+        Err(VerifyTokenError::Expired)
+    );
+    assert_eq!(
+        verify_offline(
+            &ory::mint(TestKey::Rsa1, &ory::claims("ops-1")),
+            b"<html>",
+            ory::ISSUER,
+            ory::AUDIENCE,
+            now
+        ),
+        Err(VerifyTokenError::KeysUnavailable)
     );
 }

@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 
 /// The issuer every test app expects (`ORY_ISSUER_URL`).
 pub const ISSUER: &str = "https://ory.test.invalid";
+/// An issuer as Ory writes it, with a trailing slash (`ORY_ISSUER_URL`
+/// for the tests that check it is compared as written).
+pub const ISSUER_WITH_SLASH: &str = "http://127.0.0.1:4444/";
 /// The audience every test app expects (`ORY_AUDIENCE`).
 pub const AUDIENCE: &str = "coffeebuddy-admin-api";
 /// The JWKS path, as Ory serves it.

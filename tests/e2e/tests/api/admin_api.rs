@@ -366,3 +366,60 @@ async fn without_ory_settings_local_answers_503_not_configured(pool: PgPool) {
         assert_eq!(body, json!({ "error": "admin API not configured" }));
     }
 }
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn unknown_paths_and_methods_under_the_api_answer_json_404_and_405(pool: PgPool) {
+    // Arrange
+    let ops = OpsApp::start(pool).await;
+    let auth = format!("Bearer {}", operator_token());
+
+    // Act + Assert: paths that are not resources, with or without a token.
+    for path in [
+        "/admin/api/v1".to_owned(),
+        "/admin/api/v1/".to_owned(),
+        "/admin/api/v1/nope".to_owned(),
+        "/admin/api/v1/channels".to_owned(),
+        format!("/admin/api/v1/channels/{CHANNEL}"),
+        format!("/admin/api/v1/channels/{CHANNEL}/config/extra"),
+    ] {
+        for authorization in [Some(auth.as_str()), None] {
+            let (status, headers, body) = ops
+                .send(reqwest::Method::GET, &path, authorization, None)
+                .await;
+            assert_eq!(status, 404, "{path}");
+            assert_eq!(body, json!({ "error": "not found" }), "{path}");
+            assert_eq!(
+                headers["content-type"], "application/json",
+                "{path}: a JSON body"
+            );
+        }
+    }
+
+    // Methods a resource does not have: 405 with Allow, in JSON.
+    for (method, path, allow) in [
+        (
+            reqwest::Method::DELETE,
+            config_path(CHANNEL),
+            "GET, HEAD, PUT",
+        ),
+        (
+            reqwest::Method::POST,
+            config_path(CHANNEL),
+            "GET, HEAD, PUT",
+        ),
+        (reqwest::Method::PUT, audit_path(CHANNEL), "GET, HEAD"),
+        (reqwest::Method::DELETE, audit_path(CHANNEL), "GET, HEAD"),
+    ] {
+        let (status, headers, body) = ops
+            .send(method.clone(), &path, Some(&auth), Some("{}"))
+            .await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(
+            body,
+            json!({ "error": "method not allowed" }),
+            "{method} {path}"
+        );
+        assert_eq!(headers["allow"], allow, "{method} {path}");
+    }
+    assert_eq!(ops.audit_rows(CHANNEL).await, 0);
+}

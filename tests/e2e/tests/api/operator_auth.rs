@@ -311,3 +311,46 @@ async fn with_the_jwks_down_from_the_start_tokens_are_refused_and_readiness_is_d
     let error = ready["checks"]["ory_jwks"]["error"].as_str().unwrap();
     assert!(error.contains("no keys cached"), "{error}");
 }
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn an_issuer_url_ending_in_a_slash_accepts_the_tokens_ory_issues_with_it(pool: PgPool) {
+    // Arrange: ORY_ISSUER_URL as Ory writes it, with a trailing slash.
+    let ops = OpsApp::start_with(
+        pool,
+        &[TestKey::Rsa1],
+        &[("ORY_ISSUER_URL", ory::ISSUER_WITH_SLASH)],
+        Duration::from_secs(5),
+        Duration::from_secs(300),
+    )
+    .await;
+    let mut claims = ory::claims(OPERATOR);
+    claims["iss"] = ory::ISSUER_WITH_SLASH.into();
+    let mut without_slash = claims.clone();
+    without_slash["iss"] = ory::ISSUER_WITH_SLASH.trim_end_matches('/').into();
+
+    // Act
+    let (status, _, body) = get_with(&ops, Some(&bearer(&ory::mint(TestKey::Rsa1, &claims)))).await;
+    let (refused, _, _) = get_with(
+        &ops,
+        Some(&bearer(&ory::mint(TestKey::Rsa1, &without_slash))),
+    )
+    .await;
+
+    // Assert: the exact issuer gets in; another spelling is still refused,
+    // and the refusal is counted by reason.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["timezone"], "UTC");
+    assert_eq!(refused, 401);
+    let metrics = reqwest::get(ops.app.server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("coffeebuddy_auth_refused_total{reason=\"wrong_issuer\"}")),
+        "{metrics}"
+    );
+}

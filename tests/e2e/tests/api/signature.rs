@@ -148,3 +148,62 @@ async fn an_oversized_body_is_refused_before_it_reaches_a_handler() {
     assert_eq!(response.status(), 413);
     assert_eq!(handled.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn hostile_timestamps_are_refused_with_401_and_never_reach_the_handler() {
+    // Arrange: the clock reads Slack's example time; each hostile timestamp
+    // is signed with the right secret, so only the timestamp check stands
+    // between it and the handler.
+    let clock = ManualClock::new(DateTime::from_timestamp(TIMESTAMP, 0).unwrap());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let state = State {
+        verifier: SlackVerifier::new(SECRET.into(), Arc::new(clock)),
+        handled: Arc::clone(&handled),
+    };
+    let inner = Router::new()
+        .route("/slack/commands", post(handler))
+        .with_state(state);
+    let app = spawn(runtime::app(inner, Readiness::new("v"), "/metrics")).await;
+    let url = app.url("/slack/commands");
+    let client = reqwest::Client::new();
+    let hostile = [
+        i64::MIN.to_string(),
+        i64::MAX.to_string(),
+        "-1".to_owned(),
+        "1234567890123456789012345678901234567890".to_owned(),
+        "1e10".to_owned(),
+        "0x10".to_owned(),
+        String::new(),
+        " ".to_owned(),
+        format!(" {TIMESTAMP} "),
+        format!("+{TIMESTAMP}"),
+    ];
+
+    for ts in &hostile {
+        // Act
+        let response = client
+            .post(&url)
+            .header("X-Slack-Request-Timestamp", ts.as_str())
+            .header(
+                "X-Slack-Signature",
+                coffeebuddy_shared::slack::signature::sign(SECRET.as_bytes(), ts, BODY.as_bytes()),
+            )
+            .body(BODY)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("timestamp {ts:?} dropped the connection: {e}"));
+
+        // Assert
+        assert_eq!(response.status(), 401, "timestamp {ts:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid Slack signature", "timestamp {ts:?}");
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+
+    // The server is still up and a good request still passes.
+    let ok = signed_form(&client, &url, SECRET, TIMESTAMP, BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
