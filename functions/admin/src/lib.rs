@@ -4,12 +4,14 @@
 //!   `status` are open to everyone; every other subcommand is for channel
 //!   admins and workspace admins/owners, and every change writes its audit
 //!   row and `channel.config_changed` event in the same transaction.
-//! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT) and `…/audit`
-//!   (GET): the operators' REST API, for Ory-issued JWTs only (DESIGN §1.7).
+//! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT), `…/audit`,
+//!   `…/stats` and `…/runs.csv` (GET): the operators' REST API, for
+//!   Ory-issued JWTs only (DESIGN §1.7, §1.13).
 //! - `POST /` (CloudEvents): on each ping tick, the daily retention purge.
 
 mod api;
 mod command;
+mod export;
 mod retention;
 
 use axum::Router;

@@ -53,8 +53,10 @@ async fn close(ctx: &Context, run_id: Uuid) -> Result<(), HandleEventError> {
         .await?
         .and_then(|p| UserId::parse(&p).ok());
     let closed = match select_runner(&candidates, previous.as_ref(), run_id) {
-        Some(runner) => {
+        Some(pick) => {
+            let runner = &pick.runner;
             orders::record_served(&mut tx, &run.channel_id, runner.as_ref(), now).await?;
+            runs::record_runner_why(&mut tx, run_id, &pick.why.line(runner)).await?;
             runs::close(&mut tx, run_id, runner.as_ref(), now).await?
         }
         None => runs::cancel(&mut tx, run_id, now).await?,

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use coffeebuddy_shared::db::{channels, runs};
+use coffeebuddy_shared::db::{channels, runs, stats};
 use coffeebuddy_shared::domain::command::{CoffeeCommand, USAGE, parse_coffee_command};
 use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
 use coffeebuddy_shared::slack::signature::SignedBody;
+use coffeebuddy_shared::slack::stats::stats_answer;
 use uuid::Uuid;
 
 /// Why a command got no run. Every variant is an answer the person sees.
@@ -81,6 +82,19 @@ pub(crate) async fn handle(
 
     let start = match parse_coffee_command(&cmd.text, ctx.clock.now(), channel.timezone) {
         Ok(CoffeeCommand::Help) => return Ok(answer(USAGE)),
+        Ok(CoffeeCommand::Stats) => {
+            // Read-only, answered in the ack itself: no run, no event.
+            let stats = stats::channel_stats(&mut tx, cmd.channel_id.as_ref())
+                .await
+                .map_err(anyhow::Error::from)?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            tracing::info!(runs = stats.totals.runs_closed, "answered /coffee stats");
+            return Ok(answer(stats_answer(
+                &stats,
+                channel.retention_days,
+                channel.timezone,
+            )));
+        }
         Ok(CoffeeCommand::Start(start)) => start,
         Err(e) => {
             tracing::info!(reason = %e, "refused: bad /coffee arguments");

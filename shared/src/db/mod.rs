@@ -14,8 +14,10 @@
 pub mod audit;
 pub mod channels;
 pub mod effects;
+pub mod event_receipts;
 pub mod orders;
 pub mod runs;
+pub mod stats;
 
 use std::time::{Duration, Instant};
 

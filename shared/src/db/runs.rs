@@ -302,3 +302,121 @@ pub async fn previous_runner(
     .fetch_optional(conn)
     .await
 }
+
+/// Stores the "why you" line of a run's pick (DESIGN §1.12), written in the
+/// transaction that closes it, for the summary to show.
+pub async fn record_runner_why(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    line: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET runner_why = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(line)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The "why you" line of a closed run, if one was recorded.
+pub async fn runner_why(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT runner_why FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Stores when an open run closes by itself (DESIGN §1.10), as decided by
+/// `domain::auto_close::auto_close_at` when it started; `None` clears it.
+pub async fn set_auto_close_at(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET auto_close_at = $2 WHERE run_id = $1 AND status = 'open'")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Open runs whose auto-close time has come by `now`, oldest due first, at
+/// most `limit` (the tick closes them as if their starter pressed Close).
+pub async fn due_auto_close(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE status = 'open' AND auto_close_at <= $1 ORDER BY auto_close_at LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A closed run's follow-through (DESIGN §1.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct FollowThrough {
+    /// The runner's first **Picked up**.
+    pub picked_up_at: Option<DateTime<Utc>>,
+    /// The runner's first **Delivered**.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A run's follow-through, if the run exists.
+pub async fn follow_through(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<FollowThrough>, sqlx::Error> {
+    sqlx::query_as("SELECT picked_up_at, delivered_at FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records the runner's **Picked up** at `at` on a closed run, unless it was
+/// recorded before. Returns whether this press was the first (and so the
+/// one to tell the channel about). Check who pressed first
+/// (`domain::follow_through::authorize`).
+pub async fn mark_picked_up(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE runs SET picked_up_at = $2
+         WHERE run_id = $1 AND status = 'closed' AND picked_up_at IS NULL",
+    )
+    .bind(run_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the runner's **Delivered** at `at` on a closed run, unless it was
+/// recorded before; delivered implies picked up, so a missing pickup time
+/// is filled in too. Returns whether this press was the first.
+pub async fn mark_delivered(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE runs SET delivered_at = $2, picked_up_at = COALESCE(picked_up_at, $2)
+         WHERE run_id = $1 AND status = 'closed' AND delivered_at IS NULL",
+    )
+    .bind(run_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

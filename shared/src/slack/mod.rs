@@ -12,10 +12,20 @@
 //! - [`authz`]: who may govern a channel (channel admins, workspace admins).
 //! - [`run_view`]: a run's view read from the database, and what a failed
 //!   Slack call means for the event being handled.
+//! - [`runner_dm`]: the runner's DM with the grouped (barista-ready) order
+//!   list and the **Picked up** / **Delivered** buttons.
+//! - [`stats`]: the private answer to `/coffee stats`.
+//! - [`home`]: the App Home tab's `home` view.
+//! - [`events_api`]: Events API requests (`url_verification`,
+//!   `event_callback`).
 
 pub mod authz;
 pub mod blocks;
 pub mod client;
+pub mod events_api;
+pub mod home;
 pub mod payloads;
 pub mod run_view;
+pub mod runner_dm;
 pub mod signature;
+pub mod stats;
