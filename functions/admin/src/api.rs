@@ -377,7 +377,12 @@ mod tests {
         assert_eq!(p.timezone, Some(chrono_tz::Europe::Berlin));
         assert_eq!(p.auto_close, None);
         let on = patch(r#"{"auto_close_minutes":60}"#).unwrap();
-        assert_eq!(on.auto_close.and_then(AutoCloseSetting::minutes).map(|m| m.get()), Some(60));
+        assert_eq!(
+            on.auto_close
+                .and_then(AutoCloseSetting::minutes)
+                .map(|m| m.get()),
+            Some(60)
+        );
         let off = patch(r#"{"auto_close_minutes":null}"#).unwrap();
         assert_eq!(off.auto_close, Some(AutoCloseSetting::Off));
     }

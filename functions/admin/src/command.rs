@@ -74,10 +74,7 @@ fn describe(config: &ChannelConfig, admins: &[String]) -> String {
             .join(", ")
     };
     let auto_close = match config.auto_close_minutes {
-        Some(m) => format!(
-            "{} min before pickup (runs with a pickup time)",
-            m.get()
-        ),
+        Some(m) => format!("{} min before pickup (runs with a pickup time)", m.get()),
         None => "off (runs close by hand)".to_owned(),
     };
     format!(

@@ -105,23 +105,37 @@ mod tests {
         for bad in ["=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
             assert_eq!(defuse(bad), format!("'{bad}"));
         }
-        for fine in ["flat white", "U123: =cmd", "2026-12-01T09:00:00Z", "", "'quoted"] {
+        for fine in [
+            "flat white",
+            "U123: =cmd",
+            "2026-12-01T09:00:00Z",
+            "",
+            "'quoted",
+        ] {
             assert_eq!(defuse(fine), fine);
         }
     }
 
     #[test]
     fn the_file_quotes_commas_quotes_and_line_breaks_per_rfc_4180() {
-        let bytes = runs_csv(&[run(r#"U1: flat white, "extra" hot; U2: =cmd"#, Some("=HYPERLINK(\"x\")"))]).unwrap();
+        let bytes = runs_csv(&[run(
+            r#"U1: flat white, "extra" hot; U2: =cmd"#,
+            Some("=HYPERLINK(\"x\")"),
+        )])
+        .unwrap();
         let text = String::from_utf8(bytes).unwrap();
         let mut lines = text.split("\r\n");
         assert_eq!(
             lines.next(),
-            Some("run_id,status,started_by,started_at,pickup_at,closed_at,runner,order_count,orders,note,picked_up_at,delivered_at")
+            Some(
+                "run_id,status,started_by,started_at,pickup_at,closed_at,runner,order_count,orders,note,picked_up_at,delivered_at"
+            )
         );
         assert_eq!(
             lines.next(),
-            Some(r#"00000000-0000-0000-0000-000000000007,closed,U0START,2026-12-01T09:00:00Z,2026-12-01T09:30:00Z,2026-12-01T09:20:00Z,URUN,2,"U1: flat white, ""extra"" hot; U2: =cmd","'=HYPERLINK(""x"")",,2026-12-01T09:41:05Z"#)
+            Some(
+                r#"00000000-0000-0000-0000-000000000007,closed,U0START,2026-12-01T09:00:00Z,2026-12-01T09:30:00Z,2026-12-01T09:20:00Z,URUN,2,"U1: flat white, ""extra"" hot; U2: =cmd","'=HYPERLINK(""x"")",,2026-12-01T09:41:05Z"#
+            )
         );
         // A reader gets the cells back exactly.
         let mut reader = csv::Reader::from_reader(text.as_bytes());

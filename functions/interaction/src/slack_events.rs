@@ -37,7 +37,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-#[tracing::instrument(name = "slack_event", skip_all, fields(event_id, event_type, retry_num))]
+#[tracing::instrument(
+    name = "slack_event",
+    skip_all,
+    fields(event_id, event_type, retry_num)
+)]
 pub(crate) async fn handle(
     State(ctx): State<Context>,
     headers: HeaderMap,
@@ -89,7 +93,11 @@ pub(crate) async fn handle(
 }
 
 /// Records the event and acts on it in one transaction.
-async fn receive(ctx: &Context, event_id: &str, event: &SlackEvent) -> Result<Received, sqlx::Error> {
+async fn receive(
+    ctx: &Context,
+    event_id: &str,
+    event: &SlackEvent,
+) -> Result<Received, sqlx::Error> {
     let mut tx = ctx.db.begin().await?;
     if !event_receipts::record(&mut tx, event_id, event.kind()).await? {
         return Ok(Received::Duplicate);

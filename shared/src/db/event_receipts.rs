@@ -35,3 +35,36 @@ pub async fn purge(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<u64
             .rows_affected(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn an_event_is_first_once_and_a_retry_is_not(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(record(&mut conn, "Ev1", "app_home_opened").await.unwrap());
+        assert!(!record(&mut conn, "Ev1", "app_home_opened").await.unwrap());
+        assert!(record(&mut conn, "Ev2", "app_home_opened").await.unwrap());
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn a_rolled_back_receipt_lets_the_retry_act(pool: PgPool) {
+        let mut tx = pool.begin().await.unwrap();
+        assert!(record(&mut tx, "Ev1", "app_home_opened").await.unwrap());
+        tx.rollback().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(record(&mut conn, "Ev1", "app_home_opened").await.unwrap());
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn old_receipts_are_purged(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        record(&mut conn, "Ev1", "x").await.unwrap();
+        let later = Utc::now() + chrono::Duration::minutes(1);
+        assert_eq!(purge(&mut conn, later).await.unwrap(), 1);
+        assert!(record(&mut conn, "Ev1", "x").await.unwrap());
+    }
+}

@@ -319,7 +319,10 @@ pub async fn record_runner_why(
 }
 
 /// The "why you" line of a closed run, if one was recorded.
-pub async fn runner_why(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn runner_why(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     Ok(
         sqlx::query_scalar::<_, Option<String>>("SELECT runner_why FROM runs WHERE run_id = $1")
             .bind(run_id)
@@ -419,4 +422,118 @@ pub async fn mark_delivered(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, DurationRound};
+    use sqlx::PgPool;
+
+    use super::*;
+
+    async fn run_with(pool: &PgPool, status: &str) -> Uuid {
+        sqlx::query("INSERT INTO channels (channel_id) VALUES ('C1') ON CONFLICT DO NOTHING")
+            .execute(pool)
+            .await
+            .unwrap();
+        let run_id = Uuid::new_v4();
+        let closed = status != "open";
+        sqlx::query(
+            "INSERT INTO runs (run_id, channel_id, initiator_id, status, runner_id, closed_at)
+             VALUES ($1, 'C1', 'U0START', $2, $3, $4)",
+        )
+        .bind(run_id)
+        .bind(status)
+        .bind((status == "closed").then_some("URUN"))
+        .bind(closed.then(Utc::now))
+        .execute(pool)
+        .await
+        .unwrap();
+        run_id
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn only_the_first_picked_up_and_delivered_presses_are_recorded(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        let t0 = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+
+        assert!(mark_picked_up(&mut conn, run_id, t0).await.unwrap());
+        assert!(
+            !mark_picked_up(&mut conn, run_id, t0 + Duration::minutes(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            mark_delivered(&mut conn, run_id, t0 + Duration::minutes(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !mark_delivered(&mut conn, run_id, t0 + Duration::minutes(9))
+                .await
+                .unwrap()
+        );
+
+        let state = follow_through(&mut conn, run_id).await.unwrap().unwrap();
+        assert_eq!(state.picked_up_at, Some(t0));
+        assert_eq!(state.delivered_at, Some(t0 + Duration::minutes(5)));
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn delivered_without_picked_up_fills_in_the_pickup(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        let t0 = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+        assert!(mark_delivered(&mut conn, run_id, t0).await.unwrap());
+        let state = follow_through(&mut conn, run_id).await.unwrap().unwrap();
+        assert_eq!(state.picked_up_at, Some(t0));
+        // And a late Picked up changes nothing.
+        assert!(
+            !mark_picked_up(&mut conn, run_id, t0 + Duration::minutes(1))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn runs_that_are_not_closed_cannot_be_marked(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        for status in ["open", "cancelled"] {
+            let run_id = run_with(&pool, status).await;
+            assert!(
+                !mark_picked_up(&mut conn, run_id, Utc::now()).await.unwrap(),
+                "{status}"
+            );
+            assert!(
+                !mark_delivered(&mut conn, run_id, Utc::now()).await.unwrap(),
+                "{status}"
+            );
+            if status == "open" {
+                // Open runs close themselves only through auto_close_at.
+                set_auto_close_at(&mut conn, run_id, Some(Utc::now() - Duration::seconds(1)))
+                    .await
+                    .unwrap();
+                let due = due_auto_close(&mut conn, Utc::now(), 10).await.unwrap();
+                assert_eq!(
+                    due.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+                    vec![run_id]
+                );
+            }
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn the_why_line_is_kept_with_the_run(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(runner_why(&mut conn, run_id).await.unwrap(), None);
+        record_runner_why(&mut conn, run_id, "Why <@URUN>: because …")
+            .await
+            .unwrap();
+        assert_eq!(
+            runner_why(&mut conn, run_id).await.unwrap().as_deref(),
+            Some("Why <@URUN>: because …")
+        );
+    }
 }

@@ -244,3 +244,226 @@ pub async fn open_runs_for(
     .fetch_all(conn)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use sqlx::PgPool;
+
+    use super::*;
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000) + Duration::minutes(minutes)
+    }
+
+    /// A finished run in `channel`: `runner` None = cancelled; orders as (user, text).
+    async fn finished(
+        pool: &PgPool,
+        channel: &str,
+        closed: i64,
+        runner: Option<&str>,
+        orders: &[(&str, &str)],
+        delivered_after: Option<i64>,
+    ) -> Uuid {
+        sqlx::query("INSERT INTO channels (channel_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(channel)
+            .execute(pool)
+            .await
+            .unwrap();
+        let run_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO runs (run_id, channel_id, initiator_id, status, runner_id, created_at, closed_at, delivered_at)
+             VALUES ($1, $2, 'U0START', $3, $4, $5, $6, $7)",
+        )
+        .bind(run_id)
+        .bind(channel)
+        .bind(if runner.is_some() { "closed" } else { "cancelled" })
+        .bind(runner)
+        .bind(t(closed - 10))
+        .bind(t(closed))
+        .bind(delivered_after.map(|m| t(closed + m)))
+        .execute(pool)
+        .await
+        .unwrap();
+        for (i, (user, text)) in orders.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO orders (order_id, run_id, user_id, order_text, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(run_id)
+            .bind(user)
+            .bind(text)
+            .bind(t(closed - 5) + Duration::seconds(i64::try_from(i).unwrap()))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        run_id
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn a_channel_without_runs_has_empty_stats(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        let stats = channel_stats(&mut conn, "C0NONE").await.unwrap();
+        assert!(stats.people.is_empty());
+        assert_eq!(stats.totals.runs_closed, 0);
+        assert_eq!(stats.totals.mean_close_to_delivered_seconds, None);
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn stats_count_runs_served_cups_carried_orders_placed_and_delivery_time(pool: PgPool) {
+        // UA ran two runs (3 + 2 cups), UB one (1 cup); UC only ordered.
+        finished(
+            &pool,
+            "C1",
+            100,
+            Some("UA"),
+            &[("UA", "tea"), ("UB", "latte"), ("UC", "mocha")],
+            Some(10),
+        )
+        .await;
+        finished(
+            &pool,
+            "C1",
+            200,
+            Some("UA"),
+            &[("UB", "latte"), ("UC", "mocha")],
+            Some(20),
+        )
+        .await;
+        finished(&pool, "C1", 300, Some("UB"), &[("UB", "flat white")], None).await;
+        finished(&pool, "C1", 400, None, &[], None).await;
+        // Another channel does not count.
+        finished(&pool, "C2", 500, Some("UC"), &[("UC", "tea")], None).await;
+        let mut conn = pool.acquire().await.unwrap();
+
+        let stats = channel_stats(&mut conn, "C1").await.unwrap();
+
+        let row = |id: &str| {
+            stats
+                .people
+                .iter()
+                .find(|p| p.user_id == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(stats.people[0].user_id, "UA");
+        assert_eq!(
+            (
+                row("UA").runs_served,
+                row("UA").cups_carried,
+                row("UA").orders_placed
+            ),
+            (2, 5, 1)
+        );
+        assert_eq!(
+            (
+                row("UB").runs_served,
+                row("UB").cups_carried,
+                row("UB").orders_placed
+            ),
+            (1, 1, 3)
+        );
+        assert_eq!(
+            (
+                row("UC").runs_served,
+                row("UC").cups_carried,
+                row("UC").orders_placed
+            ),
+            (0, 0, 2)
+        );
+        assert_eq!(row("UB").last_run_at, Some(t(300)));
+        assert_eq!(row("UC").last_run_at, Some(t(200)));
+        let totals = &stats.totals;
+        assert_eq!(
+            (
+                totals.runs_closed,
+                totals.runs_cancelled,
+                totals.orders,
+                totals.people
+            ),
+            (3, 1, 6, 3)
+        );
+        assert_eq!(totals.runs_delivered, 2);
+        assert_eq!(totals.mean_close_to_delivered_seconds, Some(15.0 * 60.0));
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn the_export_lists_finished_runs_oldest_first_with_their_orders(pool: PgPool) {
+        let first = finished(
+            &pool,
+            "C1",
+            100,
+            Some("UA"),
+            &[("UA", "tea, \"hot\""), ("UB", "=cmd")],
+            Some(5),
+        )
+        .await;
+        let cancelled = finished(&pool, "C1", 200, None, &[], None).await;
+        sqlx::query(
+            "INSERT INTO runs (run_id, channel_id, initiator_id) VALUES ($1, 'C1', 'U0START')",
+        )
+        .bind(Uuid::new_v4())
+        .execute(&pool)
+        .await
+        .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+
+        let runs = exported_runs(&mut conn, "C1").await.unwrap();
+
+        assert_eq!(runs.len(), 2, "the open run is not exported");
+        assert_eq!(runs[0].run_id, first);
+        assert_eq!(runs[0].orders, "UA: tea, \"hot\"; UB: =cmd");
+        assert_eq!(runs[0].order_count, 2);
+        assert_eq!(runs[0].delivered_at, Some(t(105)));
+        assert_eq!(runs[1].run_id, cancelled);
+        assert_eq!(
+            (
+                runs[1].status.as_str(),
+                runs[1].order_count,
+                runs[1].orders.as_str()
+            ),
+            ("cancelled", 0, "")
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn the_home_lists_runs_served_per_channel_and_open_runs_where_one_ordered(pool: PgPool) {
+        finished(&pool, "C1", 100, Some("UA"), &[("UA", "tea")], None).await;
+        finished(&pool, "C1", 200, Some("UA"), &[("UB", "tea")], None).await;
+        finished(&pool, "C2", 300, Some("UA"), &[("UB", "tea")], None).await;
+        finished(&pool, "C3", 300, Some("UB"), &[("UB", "tea")], None).await;
+        // Open runs in C1 (UA ordered there before) and C3 (never).
+        for channel in ["C1", "C3"] {
+            sqlx::query(
+                "INSERT INTO runs (run_id, channel_id, initiator_id) VALUES ($1, $2, 'U0START')",
+            )
+            .bind(Uuid::new_v4())
+            .bind(channel)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let mut conn = pool.acquire().await.unwrap();
+
+        let served = served_by_channel(&mut conn, "UA").await.unwrap();
+        let open = open_runs_for(&mut conn, "UA", 10).await.unwrap();
+
+        assert_eq!(
+            served,
+            vec![
+                ServedIn {
+                    channel_id: "C1".to_owned(),
+                    runs_served: 2
+                },
+                ServedIn {
+                    channel_id: "C2".to_owned(),
+                    runs_served: 1
+                },
+            ]
+        );
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].channel_id, "C1");
+        assert_eq!((open[0].order_count, open[0].own_order.clone()), (0, None));
+    }
+}

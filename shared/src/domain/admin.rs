@@ -179,6 +179,7 @@ pub const ADMIN_USAGE: &str = "*`/coffee-admin` — channel settings for CoffeeB
 • `/coffee-admin reminder-offset 5` — remind the runner N minutes before pickup (0–60)\n\
 • `/coffee-admin retention 90` — keep closed runs N days (1–3650)\n\
 • `/coffee-admin timezone Europe/Berlin` — time zone for pickup times\n\
+• `/coffee-admin auto-close 10` / `auto-close off` — runs with a pickup time close themselves N minutes before pickup (1–60); off by default\n\
 • `/coffee-admin admins add @jane` / `admins remove @jane` — channel admins\n\
 • `/coffee-admin reset`, then `/coffee-admin reset confirm` within 5 minutes — delete this channel's runs, orders, reminders and runner counts (settings and audit stay)\n\
 • `/coffee-admin help` — this text\n\

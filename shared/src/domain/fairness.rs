@@ -186,9 +186,7 @@ pub fn select_runner(
         TieBreak::RunIdPick
     };
     let previous_runner_sat_out = previous_runner
-        .filter(|p| {
-            candidates.iter().any(|c| &c.user_id == *p) && !best.contains_key(p)
-        })
+        .filter(|p| candidates.iter().any(|c| &c.user_id == *p) && !best.contains_key(p))
         .cloned();
     Some(RunnerPick {
         runner: winner.user_id.clone(),
@@ -228,7 +226,9 @@ mod tests {
     }
 
     fn why(cs: &[Candidate], prev: Option<&UserId>, run_id: Uuid) -> Explanation {
-        select_runner(cs, prev, run_id).expect("someone ordered").why
+        select_runner(cs, prev, run_id)
+            .expect("someone ordered")
+            .why
     }
 
     fn user(id: &str) -> UserId {
@@ -340,8 +340,8 @@ mod tests {
         let mut previous: Option<UserId> = None;
         let mut runners = Vec::new();
         for n in 0..4 {
-            let runner = pick(&people, previous.as_ref(), run(1000 + n))
-                .expect("three people ordered");
+            let runner =
+                pick(&people, previous.as_ref(), run(1000 + n)).expect("three people ordered");
             // What closing a run records: one more run served, just now.
             let served = people
                 .iter_mut()
@@ -439,7 +439,8 @@ mod tests {
         let w = why(&[recent, older], None, run(1));
         assert_eq!(w.decided_by, TieBreak::LeastRecentlyServed);
         assert!(
-            w.line(&user("UB")).contains("tied with 1 more), and served least recently"),
+            w.line(&user("UB"))
+                .contains("tied with 1 more), and served least recently"),
             "{}",
             w.line(&user("UB"))
         );
@@ -447,7 +448,10 @@ mod tests {
         let w = why(&[fresh("UA"), fresh("UB"), fresh("UC")], None, run(1));
         assert_eq!(w.decided_by, TieBreak::RunIdPick);
         assert_eq!(w.tied_on_count, 3);
-        assert!(w.line(&user("UA")).contains("a fair draw seeded by this run"));
+        assert!(
+            w.line(&user("UA"))
+                .contains("a fair draw seeded by this run")
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub fn order_key(text: &str) -> String {
 }
 
 /// Groups `orders` (who, what), given first ordered first.
-pub fn group_orders<'a>(orders: impl IntoIterator<Item = (&'a UserId, &'a str)>) -> Vec<OrderGroup> {
+pub fn group_orders<'a>(
+    orders: impl IntoIterator<Item = (&'a UserId, &'a str)>,
+) -> Vec<OrderGroup> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut groups: Vec<OrderGroup> = Vec::new();
     for (user, text) in orders {
@@ -59,7 +61,7 @@ pub fn group_orders<'a>(orders: impl IntoIterator<Item = (&'a UserId, &'a str)>)
         groups[slot].people.push(user.clone());
     }
     // A stable sort keeps first-ordered-first among equal counts.
-    groups.sort_by(|a, b| b.count().cmp(&a.count()));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count()));
     groups
 }
 

@@ -163,11 +163,16 @@ mod tests {
         let body = br#"{"type":"event_callback","event_id":"Ev02","event":{"type":"message","user":"U1"}}"#;
         assert!(matches!(
             parse_events_request(body),
-            Ok(EventsApiRequest::EventCallback { event: SlackEvent::Other { .. }, .. })
+            Ok(EventsApiRequest::EventCallback {
+                event: SlackEvent::Other { .. },
+                ..
+            })
         ));
         assert_eq!(
             parse_events_request(br#"{"type":"app_rate_limited","minute_rate_limited":1}"#),
-            Ok(EventsApiRequest::Other { kind: "app_rate_limited".to_owned() })
+            Ok(EventsApiRequest::Other {
+                kind: "app_rate_limited".to_owned()
+            })
         );
     }
 

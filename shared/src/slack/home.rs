@@ -89,7 +89,10 @@ pub fn home(data: &HomeData) -> Value {
         let mut text = String::new();
         let mut listed = 0;
         for (channel, n) in &data.served {
-            let line = format!("• <#{channel}>: {}", plural(usize::try_from(*n).unwrap_or(0), "run", "runs"));
+            let line = format!(
+                "• <#{channel}>: {}",
+                plural(usize::try_from(*n).unwrap_or(0), "run", "runs")
+            );
             if text.chars().count() + line.chars().count() + 40 > MAX_SECTION_CHARS {
                 break;
             }
@@ -112,7 +115,9 @@ pub fn home(data: &HomeData) -> Value {
         blocks.push(context("No open run in the channels where you have ordered. Start one with `/coffee` in a channel."));
     }
     // Room left for the "more" line.
-    let room = MAX_VIEW_BLOCKS.saturating_sub(blocks.len() + 1).min(MAX_OPEN_RUNS);
+    let room = MAX_VIEW_BLOCKS
+        .saturating_sub(blocks.len() + 1)
+        .min(MAX_OPEN_RUNS);
     for run in data.open_runs.iter().take(room) {
         let mut text = format!(
             "<#{}> · started by {} · {}",
@@ -129,7 +134,11 @@ pub fn home(data: &HomeData) -> Value {
         if let Some(own) = &run.own_order {
             text.push_str(&format!("\nYour order: {}", user_text(own)));
         }
-        let label = if run.own_order.is_some() { "Change order" } else { "Order" };
+        let label = if run.own_order.is_some() {
+            "Change order"
+        } else {
+            "Order"
+        };
         let mut block = section(&text);
         block["accessory"] = button(label, ACTION_ORDER, &run.run_id.to_string(), "primary");
         blocks.push(block);
@@ -152,7 +161,10 @@ pub fn usual_modal(current: Option<&str>) -> Value {
         "placeholder": plain("e.g. flat white, oat milk"),
     });
     if let Some(current) = current.filter(|c| !c.is_empty()) {
-        input["initial_value"] = json!(crate::domain::text::truncate_chars(current, MAX_ORDER_CHARS));
+        input["initial_value"] = json!(crate::domain::text::truncate_chars(
+            current,
+            MAX_ORDER_CHARS
+        ));
     }
     json!({
         "type": "modal",
@@ -244,11 +256,17 @@ mod tests {
         });
         assert_eq!(view["type"], "home");
         let text = view.to_string();
-        assert!(text.contains("*Your usual:* flat white &lt;@U999&gt;"), "{text}");
+        assert!(
+            text.contains("*Your usual:* flat white &lt;@U999&gt;"),
+            "{text}"
+        );
         let usual = &blocks(&view)[1];
         assert_eq!(usual["accessory"]["action_id"], ACTION_EDIT_USUAL);
         assert_eq!(usual["accessory"]["text"]["text"], "Edit usual");
-        assert!(text.contains("• <#C0COFFEE>: 3 runs\\n• <#C0TEA>: 1 run"), "{text}");
+        assert!(
+            text.contains("• <#C0COFFEE>: 3 runs\\n• <#C0TEA>: 1 run"),
+            "{text}"
+        );
         assert!(text.contains("<#C0COFFEE> · started by <@U0START> · 3 orders · pickup *10:30*"));
         assert!(text.contains("Blue Bottle &lt;!here&gt;") && !text.contains("<!here>"));
         let order_buttons: Vec<&Value> = blocks(&view)
@@ -256,8 +274,14 @@ mod tests {
             .filter(|b| b["accessory"]["action_id"] == ACTION_ORDER)
             .collect();
         assert_eq!(order_buttons.len(), 2);
-        assert_eq!(order_buttons[0]["accessory"]["value"], Uuid::from_u128(1).to_string());
-        assert_eq!(order_buttons[1]["accessory"]["text"]["text"], "Change order");
+        assert_eq!(
+            order_buttons[0]["accessory"]["value"],
+            Uuid::from_u128(1).to_string()
+        );
+        assert_eq!(
+            order_buttons[1]["accessory"]["text"]["text"],
+            "Change order"
+        );
         assert!(text.contains("Your order: latte"));
     }
 
@@ -273,7 +297,9 @@ mod tests {
     fn the_view_stays_within_slacks_100_blocks() {
         let view = home(&HomeData {
             usual: None,
-            served: (0..500).map(|i| (channel(&format!("C{i:06}")), 1)).collect(),
+            served: (0..500)
+                .map(|i| (channel(&format!("C{i:06}")), 1))
+                .collect(),
             open_runs: (0..300).map(|i| open_run(i, None)).collect(),
         });
         assert!(blocks(&view).len() <= MAX_VIEW_BLOCKS);
@@ -297,6 +323,10 @@ mod tests {
         assert_eq!(input["element"]["type"], "plain_text_input");
         assert_eq!(input["element"]["max_length"], MAX_ORDER_CHARS);
         assert_eq!(input["element"]["initial_value"], "flat white");
-        assert!(usual_modal(None)["blocks"][1]["element"].get("initial_value").is_none());
+        assert!(
+            usual_modal(None)["blocks"][1]["element"]
+                .get("initial_value")
+                .is_none()
+        );
     }
 }

@@ -111,7 +111,11 @@ pub fn runner_dm_messages(view: &RunView) -> Vec<OutgoingMessage> {
         ],
     });
     // Room kept in the last message for the tail and the buttons.
-    let tail_chars: usize = tail_lines.iter().map(|l| l.chars().count() + 1).sum::<usize>() + 40;
+    let tail_chars: usize = tail_lines
+        .iter()
+        .map(|l| l.chars().count() + 1)
+        .sum::<usize>()
+        + 40;
 
     let mut messages: Vec<Vec<Value>> = vec![vec![section(&head), context(&summary)]];
     let mut chars = head.chars().count() + summary.chars().count();
@@ -207,25 +211,42 @@ mod tests {
         assert_eq!(actions["elements"][0]["text"]["text"], "Picked up");
         assert_eq!(actions["elements"][0]["action_id"], ACTION_PICKED_UP);
         assert_eq!(actions["elements"][1]["text"]["text"], "Delivered");
-        assert_eq!(actions["elements"][1]["value"], Uuid::from_u128(0x42).to_string());
+        assert_eq!(
+            actions["elements"][1]["value"],
+            Uuid::from_u128(0x42).to_string()
+        );
         assert!(all.contains("4 orders · 2 different drinks"), "{all}");
     }
 
     #[test]
     fn user_text_in_orders_is_escaped() {
         let all = text_of(&runner_dm_messages(&view(vec![("UA", "<@U999> & <!channel>")]))[0]);
-        assert!(all.contains("1× &lt;@U999&gt; &amp; &lt;!channel&gt;"), "{all}");
+        assert!(
+            all.contains("1× &lt;@U999&gt; &amp; &lt;!channel&gt;"),
+            "{all}"
+        );
     }
 
     #[test]
     fn a_huge_run_splits_across_messages_within_slack_limits_and_drops_nobody() {
         // 600 people, 300 different long orders and one order 300 people share.
         let ids: Vec<String> = (0..600).map(|i| format!("U{i:05}")).collect();
-        let texts: Vec<String> = (0..300).map(|i| format!("{i} {}", "x".repeat(140))).collect();
+        let texts: Vec<String> = (0..300)
+            .map(|i| format!("{i} {}", "x".repeat(140)))
+            .collect();
         let orders: Vec<(&str, &str)> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| (id.as_str(), if i < 300 { texts[i].as_str() } else { "flat white" }))
+            .map(|(i, id)| {
+                (
+                    id.as_str(),
+                    if i < 300 {
+                        texts[i].as_str()
+                    } else {
+                        "flat white"
+                    },
+                )
+            })
             .collect();
         let messages = runner_dm_messages(&view(orders));
         assert!(messages.len() > 1);
@@ -247,7 +268,12 @@ mod tests {
             assert!(all.contains(&format!("<@{id}>")), "{id} dropped");
         }
         assert!(all.contains("300× flat white"));
-        let last = messages.last().expect("messages").blocks.as_array().expect("blocks");
+        let last = messages
+            .last()
+            .expect("messages")
+            .blocks
+            .as_array()
+            .expect("blocks");
         assert_eq!(last.last().expect("a block")["type"], "actions");
     }
 }

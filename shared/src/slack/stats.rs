@@ -131,22 +131,36 @@ mod tests {
         empty.totals.runs_closed = 0;
         empty.totals.runs_cancelled = 0;
         let text = stats_answer(&empty, 90, chrono_tz::UTC);
-        assert!(text.contains("No coffee run has finished here yet"), "{text}");
+        assert!(
+            text.contains("No coffee run has finished here yet"),
+            "{text}"
+        );
         assert!(text.contains("90 days"));
     }
 
     #[test]
     fn the_answer_has_totals_mean_delivery_and_one_line_per_person() {
         let text = stats_answer(
-            &stats(vec![person("UA", 2, 7, 3), person("UB", 1, 1, 1)], Some(754.0)),
+            &stats(
+                vec![person("UA", 2, 7, 3), person("UB", 1, 1, 1)],
+                Some(754.0),
+            ),
             90,
             chrono_tz::Europe::Berlin,
         );
-        assert!(text.contains("3 runs closed · 1 cancelled · 4 cups · 2 people"), "{text}");
-        assert!(text.contains("Close → delivered: 13 min on average (2 runs marked delivered)"), "{text}");
+        assert!(
+            text.contains("3 runs closed · 1 cancelled · 4 cups · 2 people"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Close → delivered: 13 min on average (2 runs marked delivered)"),
+            "{text}"
+        );
         // 23:30 UTC is the next day in Berlin.
         assert!(
-            text.contains("• <@UA>: served 2 runs · carried 7 cups · ordered 3 times · last run 2026-12-01"),
+            text.contains(
+                "• <@UA>: served 2 runs · carried 7 cups · ordered 3 times · last run 2026-12-01"
+            ),
             "{text}"
         );
         assert!(text.find("<@UA>") < text.find("<@UB>"));
@@ -155,7 +169,9 @@ mod tests {
 
     #[test]
     fn many_people_fit_one_answer_and_the_rest_are_counted() {
-        let people = (0..100).map(|i| person(&format!("U{i:04}"), 1, 1, 1)).collect();
+        let people = (0..100)
+            .map(|i| person(&format!("U{i:04}"), 1, 1, 1))
+            .collect();
         let text = stats_answer(&stats(people, None), 90, chrono_tz::UTC);
         assert!(text.chars().count() <= MAX_SECTION_CHARS);
         assert!(text.contains("…and 75 more"), "{text}");
