@@ -14,7 +14,7 @@ use coffeebuddy_shared::slack::blocks::{
 };
 use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ResponseUrl, ViewSubmission};
 use coffeebuddy_shared::slack::signature::SignedBody;
-use coffeebuddy_shared::slack::{authz, run_view};
+use coffeebuddy_shared::slack::{authz, home, run_view};
 use uuid::Uuid;
 
 /// Why an interaction failed on our side.
@@ -67,6 +67,9 @@ pub(crate) async fn handle(
         }
         Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => {
             submit_order(&ctx, view).await
+        }
+        Interaction::ViewSubmission(view) if view.callback_id == home::USUAL_MODAL_CALLBACK => {
+            crate::usual::submit_usual(&ctx, view).await
         }
         other => {
             tracing::debug!(?other, "ignored an interaction we do not handle");

@@ -7,6 +7,7 @@
 //!     saved usual;
 //!   - modal submission → validate, then in one transaction save the one
 //!     active order (and the usual, if asked) with its `order.*` event;
+//!   - "Edit usual" modal submission (App Home) → validate, save the usual;
 //!   - Close run → check who may close, then in one transaction move the run
 //!     from open to closing with its `run.close_requested` event. Exactly
 //!     one of any number of concurrent clicks wins.
@@ -19,6 +20,7 @@
 mod actions;
 mod events;
 mod slack_events;
+mod usual;
 
 use axum::Router;
 use axum::routing::post;

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::db::{channels, runs, stats};
-use coffeebuddy_shared::domain::command::{CoffeeCommand, USAGE, parse_coffee_command};
+use coffeebuddy_shared::domain::auto_close::{AutoClose, auto_close_at};
+use coffeebuddy_shared::domain::command::{CoffeeCommand, Pickup, USAGE, parse_coffee_command};
 use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
@@ -122,6 +123,13 @@ pub(crate) async fn handle(
         }
         Err(runs::StartRunError::Database(e)) => return Err(anyhow::Error::from(e).into()),
     };
+    // Decided once, now, so the time shown never moves (DESIGN §1.10).
+    let auto_close = auto_close_at(run.pickup_at, channel.auto_close_minutes, ctx.clock.now());
+    if let Some(at) = auto_close.at() {
+        runs::set_auto_close_at(&mut tx, run.run_id, Some(at))
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     let data = RunCreated {
         run_id: run.run_id,
         channel_id: run.channel_id.clone(),
@@ -145,7 +153,18 @@ pub(crate) async fn handle(
         .pickup
         .map(|p| format!(" Pickup at *{}*.", p.display_in(channel.timezone)))
         .unwrap_or_default();
+    let closes = match auto_close {
+        AutoClose::Manual => String::new(),
+        AutoClose::BeforePickup { at } => format!(
+            " Orders close by themselves at *{}*.",
+            Pickup::from_stored(at).display_in(channel.timezone)
+        ),
+        AutoClose::AtPickup { at } => format!(
+            " Orders stay open until pickup (*{}*): too close for this channel's auto-close.",
+            Pickup::from_stored(at).display_in(channel.timezone)
+        ),
+    };
     Ok(answer(format!(
-        ":coffee: Coffee run started.{pickup} The run message with the *Order* button will appear in the channel in a moment."
+        ":coffee: Coffee run started.{pickup}{closes} The run message with the *Order* button will appear in the channel in a moment."
     )))
 }

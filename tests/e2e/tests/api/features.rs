@@ -193,6 +193,61 @@ async fn the_rest_config_reads_sets_and_clears_auto_close_within_bounds(pool: Pg
     );
 }
 
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn a_run_started_with_auto_close_on_knows_when_it_closes_and_says_so(pool: PgPool) {
+    // Arrange: auto-close 10 in two channels; a third keeps the default (off).
+    let app = app_with_boss(pool).await;
+    for channel in ["C0EARLY", "C0LATE"] {
+        assert!(
+            app.admin(channel, BOSS, "auto-close 10")
+                .await
+                .starts_with("Done.")
+        );
+    }
+    let stored = |channel: &'static str| {
+        let db = app.ctx.db.clone();
+        async move {
+            let row: (
+                Option<chrono::DateTime<chrono::Utc>>,
+                Option<chrono::DateTime<chrono::Utc>>,
+            ) = sqlx::query_as("SELECT pickup_at, auto_close_at FROM runs WHERE channel_id = $1")
+                .bind(channel)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            row
+        }
+    };
+
+    // Act
+    let (_, early) = app.coffee("C0EARLY", ALICE, "in 30m").await;
+    let (_, late) = app.coffee("C0LATE", ALICE, "in 5m").await;
+    let (_, off) = app.coffee("C0OFF", ALICE, "in 30m").await;
+
+    // Assert: pickup − 10 min; too close → at pickup; off → only by hand.
+    let (pickup, closes) = stored("C0EARLY").await;
+    assert_eq!(closes, pickup.map(|p| p - chrono::Duration::minutes(10)));
+    assert!(
+        early["text"]
+            .as_str()
+            .unwrap()
+            .contains("Orders close by themselves at"),
+        "{early}"
+    );
+    let (pickup, closes) = stored("C0LATE").await;
+    assert_eq!(closes, pickup);
+    assert!(
+        late["text"]
+            .as_str()
+            .unwrap()
+            .contains("Orders stay open until pickup"),
+        "{late}"
+    );
+    let (_, closes) = stored("C0OFF").await;
+    assert_eq!(closes, None);
+    assert!(!off["text"].as_str().unwrap().contains("Orders"), "{off}");
+}
+
 // ---- Why you (§1.12) and /coffee stats (§1.13) ------------------------------
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
@@ -541,4 +596,71 @@ async fn the_home_view_shows_the_usual_served_runs_and_open_runs_from_the_databa
     );
     assert!(text.contains("Blue Bottle"));
     assert!(view["blocks"].as_array().unwrap().len() <= 100);
+}
+
+/// `user` submits the App Home's "Edit usual" modal with `text`.
+async fn submit_usual(app: &CoffeeApp, user: &str, text: &str) -> reqwest::Response {
+    use coffeebuddy_shared::slack::blocks::{ORDER_BLOCK, ORDER_INPUT};
+    let payload = json!({
+        "type": "view_submission",
+        "team": { "id": "T0TEAM", "domain": "acme" },
+        "user": { "id": user, "username": user, "team_id": "T0TEAM" },
+        "api_app_id": "A0APP",
+        "trigger_id": "trigger-usual",
+        "view": {
+            "id": "V0USUAL",
+            "type": "modal",
+            "callback_id": coffeebuddy_shared::slack::home::USUAL_MODAL_CALLBACK,
+            "private_metadata": "",
+            "state": { "values": {
+                ORDER_BLOCK: { ORDER_INPUT: { "type": "plain_text_input", "value": text } }
+            } }
+        }
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    coffeebuddy_test_support::slack::signed_form(
+        &reqwest::Client::new(),
+        &app.server.url("/slack/interactions"),
+        SIGNING_SECRET,
+        app.ctx.clock.now().timestamp(),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn the_edit_usual_modal_saves_a_valid_usual_and_keeps_the_runner_answer(pool: PgPool) {
+    // Arrange: Bob said "happy to be the runner again" last time.
+    let app = CoffeeApp::start(pool).await;
+    sqlx::query("INSERT INTO user_preferences (user_id, usual_order, runner_opt_in) VALUES ($1, 'tea', true)")
+        .bind(BOB)
+        .execute(&app.ctx.db)
+        .await
+        .unwrap();
+    let prefs = || async {
+        let row: (Option<String>, bool) = sqlx::query_as(
+            "SELECT usual_order, runner_opt_in FROM user_preferences WHERE user_id = $1",
+        )
+        .bind(BOB)
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
+        row
+    };
+
+    // Act + Assert: an empty usual is refused on the input, nothing changes.
+    let refused = submit_usual(&app, BOB, "   ").await;
+    assert_eq!(refused.status(), 200);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    assert!(answer["errors"]["order_block"].is_string(), "{answer}");
+    assert_eq!(prefs().await, (Some("tea".to_owned()), true));
+
+    // A valid one is saved; the modal closes (empty 200).
+    let saved = submit_usual(&app, BOB, "oat flat white").await;
+    assert_eq!(saved.status(), 200);
+    assert!(saved.text().await.unwrap().is_empty());
+    assert_eq!(prefs().await, (Some("oat flat white".to_owned()), true));
 }
