@@ -27,8 +27,9 @@ ALTER TABLE runs
 CREATE INDEX runs_auto_close_due ON runs (auto_close_at)
     WHERE status = 'open' AND auto_close_at IS NOT NULL;
 
--- §1.13 stats: a person's runs served (runner) and orders placed, per channel.
-CREATE INDEX runs_channel_runner ON runs (channel_id, runner_id) WHERE runner_id IS NOT NULL;
+-- §1.14 App Home: the runs a person served (per channel), and the channels
+-- where they ordered.
+CREATE INDEX runs_runner_closed ON runs (runner_id) WHERE status = 'closed';
 CREATE INDEX orders_user_active ON orders (user_id) WHERE active;
 
 -- §1.14: Events API deliveries already received, by Slack's `event_id`.

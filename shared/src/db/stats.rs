@@ -71,19 +71,26 @@ pub async fn channel_stats(
     channel_id: &str,
 ) -> Result<ChannelStats, sqlx::Error> {
     let people: Vec<PersonStats> = sqlx::query_as(
+        // `OFFSET 0` keeps the per-run order lookup a nested loop on the
+        // `(run_id, user_id) WHERE active` index: 45 ms instead of 200 ms
+        // for a channel with 2,000 runs among 600,000 orders (README).
         "WITH r AS (
             SELECT run_id, runner_id, status, closed_at FROM runs
             WHERE channel_id = $1 AND status IN ('closed', 'cancelled')
+         ), ro AS (
+            SELECT r.runner_id, r.status, r.closed_at, o.user_id
+            FROM r CROSS JOIN LATERAL (
+                SELECT user_id FROM orders
+                WHERE orders.run_id = r.run_id AND orders.active OFFSET 0) o
          ), served AS (
             SELECT runner_id AS user_id, count(*) AS runs_served, max(closed_at) AS last_ran
             FROM r WHERE status = 'closed' GROUP BY runner_id
          ), carried AS (
-            SELECT r.runner_id AS user_id, count(*) AS cups_carried
-            FROM r JOIN orders o ON o.run_id = r.run_id AND o.active
-            WHERE r.status = 'closed' GROUP BY r.runner_id
+            SELECT runner_id AS user_id, count(*) AS cups_carried
+            FROM ro WHERE status = 'closed' GROUP BY runner_id
          ), placed AS (
-            SELECT o.user_id, count(*) AS orders_placed, max(r.closed_at) AS last_ordered
-            FROM r JOIN orders o ON o.run_id = r.run_id AND o.active GROUP BY o.user_id
+            SELECT user_id, count(*) AS orders_placed, max(closed_at) AS last_ordered
+            FROM ro GROUP BY user_id
          )
          SELECT u.user_id,
                 COALESCE(s.runs_served, 0) AS runs_served,
@@ -161,13 +168,14 @@ pub async fn exported_runs(
 ) -> Result<Vec<ExportedRun>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.run_id, r.status, r.initiator_id, r.created_at, r.pickup_at, r.closed_at,
-                r.runner_id, r.note, r.picked_up_at, r.delivered_at,
-                count(o.order_id) AS order_count,
-                COALESCE(string_agg(o.user_id || ': ' || o.order_text, '; ' ORDER BY o.created_at, o.order_id), '') AS orders
+                r.runner_id, r.note, r.picked_up_at, r.delivered_at, o.order_count, o.orders
          FROM runs r
-         LEFT JOIN orders o ON o.run_id = r.run_id AND o.active
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS order_count,
+                    COALESCE(string_agg(user_id || ': ' || order_text, '; ' ORDER BY created_at, order_id), '') AS orders
+             FROM orders WHERE orders.run_id = r.run_id AND orders.active
+             OFFSET 0) o
          WHERE r.channel_id = $1 AND r.status IN ('closed', 'cancelled')
-         GROUP BY r.run_id
          ORDER BY r.closed_at, r.created_at, r.run_id",
     )
     .bind(channel_id)
@@ -236,7 +244,7 @@ pub async fn open_runs_for(
            AND r.channel_id IN (
                SELECT DISTINCT r2.channel_id FROM runs r2
                JOIN orders o2 ON o2.run_id = r2.run_id
-               WHERE o2.user_id = $1)
+               WHERE o2.user_id = $1 AND o2.active)
          ORDER BY r.created_at DESC, r.run_id LIMIT $2",
     )
     .bind(user_id)
