@@ -15,6 +15,7 @@ pub mod audit;
 pub mod channels;
 pub mod effects;
 pub mod event_receipts;
+pub mod follow_through;
 pub mod orders;
 pub mod runs;
 pub mod stats;
