@@ -268,6 +268,11 @@ mod tests {
             assert!(all.contains(&format!("<@{id}>")), "{id} dropped");
         }
         assert!(all.contains("300× flat white"));
+        // 300 people on one drink continue on indented lines.
+        assert!(
+            all.contains("\\n    <@U") || all.contains("\"    <@U"),
+            "no continuation line"
+        );
         let last = messages
             .last()
             .expect("messages")
