@@ -3,6 +3,8 @@
 //! - `GET  /admin/api/v1/channels/{channel_id}/config`
 //! - `PUT  /admin/api/v1/channels/{channel_id}/config` (any subset of the fields)
 //! - `GET  /admin/api/v1/channels/{channel_id}/audit[?limit=N]`
+//! - `GET  /admin/api/v1/channels/{channel_id}/stats` (DESIGN §1.13, JSON)
+//! - `GET  /admin/api/v1/channels/{channel_id}/runs.csv` (DESIGN §1.13, `text/csv`)
 //!
 //! Every route needs an Ory-issued operator JWT ([`Operator`]); the token's
 //! `sub` is the audit actor. Changes obey the same bounds as `/coffee-admin`
@@ -23,9 +25,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use coffeebuddy_shared::auth::{Operator, OryVerifier};
-use coffeebuddy_shared::db::{audit, channels};
+use coffeebuddy_shared::db::{audit, channels, stats};
 use coffeebuddy_shared::domain::admin::{
-    ConfigPatch, ConfigView, parse_reminder_offset, parse_retention_days, parse_timezone,
+    AutoCloseSetting, ConfigPatch, ConfigView, parse_auto_close_minutes, parse_reminder_offset,
+    parse_retention_days, parse_timezone,
 };
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::events::{CHANNEL_CONFIG_CHANGED, ChannelConfigChanged};
@@ -38,6 +41,10 @@ const CONFIG_PATH: &str = "/admin/api/v1/channels/{channel_id}/config";
 const AUDIT_PATH: &str = "/admin/api/v1/channels/{channel_id}/audit";
 /// Every other path under the API's prefix: answered 404 in JSON.
 const UNKNOWN_PATHS: [&str; 3] = ["/admin/api/v1", "/admin/api/v1/", "/admin/api/v1/{*rest}"];
+/// The statistics resource.
+const STATS_PATH: &str = "/admin/api/v1/channels/{channel_id}/stats";
+/// The runs export.
+const RUNS_CSV_PATH: &str = "/admin/api/v1/channels/{channel_id}/runs.csv";
 /// The audit action of a change made through this API.
 pub(crate) const ACTION: &str = "api-update";
 /// Audit rows returned when `limit` is not given.
@@ -111,6 +118,14 @@ pub(crate) fn routes(ctx: &Context) -> Router {
                     AUDIT_PATH,
                     get(get_audit).fallback(|| method_not_allowed("GET, HEAD")),
                 )
+                .route(
+                    STATS_PATH,
+                    get(get_stats).fallback(|| method_not_allowed("GET, HEAD")),
+                )
+                .route(
+                    RUNS_CSV_PATH,
+                    get(get_runs_csv).fallback(|| method_not_allowed("GET, HEAD")),
+                )
                 .with_state(ApiState {
                     ctx: ctx.clone(),
                     verifier,
@@ -119,7 +134,9 @@ pub(crate) fn routes(ctx: &Context) -> Router {
         None => with_unknown_paths(
             Router::new()
                 .route(CONFIG_PATH, any(not_configured))
-                .route(AUDIT_PATH, any(not_configured)),
+                .route(AUDIT_PATH, any(not_configured))
+                .route(STATS_PATH, any(not_configured))
+                .route(RUNS_CSV_PATH, any(not_configured)),
         ),
     }
 }
@@ -174,6 +191,7 @@ async fn current_view(ctx: &Context, channel: &ChannelId) -> Result<ConfigView, 
                 reminder_offset_minutes: d.reminder_offset_minutes,
                 retention_days: d.retention_days,
                 timezone: d.timezone,
+                auto_close_minutes: None,
             }
             .view()
         }
@@ -204,12 +222,13 @@ pub(crate) fn parse_patch(body: &[u8]) -> Result<ConfigPatch, String> {
 }
 
 fn parse_fields(fields: &Map<String, Value>) -> Result<ConfigPatch, String> {
-    const FIELDS: [&str; 5] = [
+    const FIELDS: [&str; 6] = [
         "enabled",
         "reminders_enabled",
         "reminder_offset_minutes",
         "retention_days",
         "timezone",
+        "auto_close_minutes",
     ];
     if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         let shown: String = unknown.chars().take(40).collect();
@@ -246,12 +265,23 @@ fn parse_fields(fields: &Map<String, Value>) -> Result<ConfigPatch, String> {
                 .and_then(|name| parse_timezone(name).map_err(|e| format!("`timezone`: {e}")))
         })
         .transpose()?;
+    // `null` turns auto-close off; a number must be within 1–60.
+    let auto_close = fields
+        .get("auto_close_minutes")
+        .map(|v| match v {
+            Value::Null => Ok(AutoCloseSetting::Off),
+            v => parse_auto_close_minutes(v.as_i64().unwrap_or(i64::MIN))
+                .map(AutoCloseSetting::Before)
+                .map_err(|e| format!("`auto_close_minutes`: {e} (`null` turns it off)")),
+        })
+        .transpose()?;
     Ok(ConfigPatch {
         enabled: boolean("enabled")?,
         reminders_enabled: boolean("reminders_enabled")?,
         reminder_offset_minutes: integer("reminder_offset_minutes", parse_reminder_offset)?,
         retention_days: integer("retention_days", parse_retention_days)?,
         timezone,
+        auto_close,
     })
 }
 
@@ -333,6 +363,44 @@ async fn get_audit(
     Ok(Json(audit::list(&mut conn, channel.as_ref(), limit).await?))
 }
 
+#[tracing::instrument(name = "admin_api_get_stats", skip_all, fields(channel_id = %raw, operator))]
+async fn get_stats(
+    Operator(operator): Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<stats::ChannelStats>, ApiError> {
+    tracing::Span::current().record("operator", operator.sub.as_str());
+    let channel = channel_id(&raw)?;
+    let mut conn = state.ctx.db.acquire().await?;
+    Ok(Json(
+        stats::channel_stats(&mut conn, channel.as_ref()).await?,
+    ))
+}
+
+#[tracing::instrument(name = "admin_api_get_runs_csv", skip_all, fields(channel_id = %raw, operator, runs))]
+async fn get_runs_csv(
+    Operator(operator): Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("operator", operator.sub.as_str());
+    let channel = channel_id(&raw)?;
+    let mut conn = state.ctx.db.acquire().await?;
+    let runs = stats::exported_runs(&mut conn, channel.as_ref()).await?;
+    drop(conn);
+    tracing::Span::current().record("runs", runs.len());
+    let body = crate::export::runs_csv(&runs).map_err(anyhow::Error::from)?;
+    let disposition = format!("attachment; filename=\"coffeebuddy-{channel}-runs.csv\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +418,16 @@ mod tests {
         assert_eq!(p.reminder_offset_minutes, Some(0));
         assert_eq!(p.retention_days, Some(3650));
         assert_eq!(p.timezone, Some(chrono_tz::Europe::Berlin));
+        assert_eq!(p.auto_close, None);
+        let on = patch(r#"{"auto_close_minutes":60}"#).unwrap();
+        assert_eq!(
+            on.auto_close
+                .and_then(AutoCloseSetting::minutes)
+                .map(|m| m.get()),
+            Some(60)
+        );
+        let off = patch(r#"{"auto_close_minutes":null}"#).unwrap();
+        assert_eq!(off.auto_close, Some(AutoCloseSetting::Off));
     }
 
     #[test]
@@ -364,6 +442,11 @@ mod tests {
             (r#"{"retention_days":1e30}"#, "Retention"),
             (r#"{"timezone":"Mars/Olympus"}"#, "time zone"),
             (r#"{"timezone":5}"#, "must be a string"),
+            (r#"{"auto_close_minutes":0}"#, "1 to 60"),
+            (r#"{"auto_close_minutes":61}"#, "1 to 60"),
+            (r#"{"auto_close_minutes":99}"#, "1 to 60"),
+            (r#"{"auto_close_minutes":"off"}"#, "1 to 60"),
+            (r#"{"auto_close_minutes":10.5}"#, "1 to 60"),
             (r#"{"enabled":"yes"}"#, "true or false"),
             (r#"{"enabled":null}"#, "true or false"),
             (r#"{"colour":"blue"}"#, "unknown field `colour`"),

@@ -78,8 +78,12 @@ fn describe(config: &ChannelConfig, admins: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let auto_close = match config.auto_close_minutes {
+        Some(m) => format!("{} min before pickup (runs with a pickup time)", m.get()),
+        None => "off (runs close by hand)".to_owned(),
+    };
     format!(
-        "*CoffeeBuddy in this channel*\n• `/coffee`: {}\n• Reminders: {}, {} min before pickup\n• Retention: {} days\n• Time zone: {}\n• Channel admins: {admins}",
+        "*CoffeeBuddy in this channel*\n• `/coffee`: {}\n• Reminders: {}, {} min before pickup\n• Auto-close: {auto_close}\n• Retention: {} days\n• Time zone: {}\n• Channel admins: {admins}",
         if config.enabled {
             "enabled"
         } else {

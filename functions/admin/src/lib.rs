@@ -4,8 +4,9 @@
 //!   `status` are open to everyone; every other subcommand is for channel
 //!   admins and workspace admins/owners, and every change writes its audit
 //!   row and `channel.config_changed` event in the same transaction.
-//! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT) and `…/audit`
-//!   (GET): the operators' REST API, for Ory-issued JWTs only (DESIGN §1.7).
+//! - `/admin/api/v1/channels/{channel_id}/config` (GET, PUT), `…/audit`,
+//!   `…/stats` and `…/runs.csv` (GET): the operators' REST API, for
+//!   Ory-issued JWTs only (DESIGN §1.7, §1.13);
 //!   `GET /admin/api/v1/dead-letters`: what was parked as undeliverable.
 //! - `POST /` (CloudEvents): on each ping tick, the daily retention purge;
 //!   on `admin.command_requested`, a `/coffee-admin` change by someone only
@@ -15,6 +16,7 @@
 mod api;
 mod command;
 mod dead_letters;
+mod export;
 mod retention;
 
 use axum::Router;

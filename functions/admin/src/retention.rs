@@ -2,7 +2,8 @@
 //! channel's `retention_days` are deleted (their orders, reminders and
 //! effect records go with them), in bounded batches, at most once a day per
 //! channel, audited as `system`. The same pass trims our own bookkeeping:
-//! published outbox rows and the event ledger beyond a week.
+//! published outbox rows, the event ledger and the Slack Events API's
+//! receipts beyond a week.
 
 use chrono::Duration;
 use coffeebuddy_shared::db::audit::{self, SYSTEM_ACTOR};
@@ -91,6 +92,7 @@ pub async fn purge_expired(ctx: &Context) -> Result<PurgeReport, sqlx::Error> {
         .bind(keep_after)
         .execute(&mut *tx)
         .await?;
+    coffeebuddy_shared::db::event_receipts::purge(&mut tx, keep_after).await?;
     sqlx::query("DELETE FROM pending_confirmations WHERE requested_at < $1")
         .bind(now - Duration::hours(1))
         .execute(&mut *tx)

@@ -14,6 +14,7 @@ use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
 };
+use coffeebuddy_shared::slack::home;
 use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ViewSubmission};
 use coffeebuddy_shared::slack::signature::SignedBody;
 use uuid::Uuid;
@@ -68,6 +69,9 @@ pub(crate) async fn handle(
         }
         Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => {
             submit_order(&ctx, view).await
+        }
+        Interaction::ViewSubmission(view) if view.callback_id == home::USUAL_MODAL_CALLBACK => {
+            crate::usual::submit_usual(&ctx, view).await
         }
         other => {
             tracing::debug!(?other, "ignored an interaction we do not handle");

@@ -7,14 +7,20 @@
 //!     saved usual;
 //!   - modal submission → validate, then in one transaction save the one
 //!     active order (and the usual, if asked) with its `order.*` event;
+//!   - "Edit usual" modal submission (App Home) → validate, save the usual;
 //!   - Close run → check who may close, then in one transaction move the run
 //!     from open to closing with its `run.close_requested` event. Exactly
 //!     one of any number of concurrent clicks wins.
+//! - `POST /slack/events`: Slack's Events API (signed; `url_verification`;
+//!   `event_callback` deduplicated by `event_id`; `app_home_opened` asks
+//!   for the person's Home tab to be published).
 //! - `POST /` (CloudEvents): on `order.placed`/`order.updated`, re-render
 //!   the run message (participants and orders).
 
 mod actions;
 mod events;
+mod slack_events;
+mod usual;
 
 use axum::Router;
 use axum::routing::post;
@@ -32,6 +38,7 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 pub fn slack_router(ctx: &Context) -> Router {
     Router::new()
         .route("/slack/interactions", post(actions::handle))
+        .route("/slack/events", post(slack_events::handle))
         .with_state(ctx.clone())
 }
 

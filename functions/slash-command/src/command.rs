@@ -5,14 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::app::responses;
-use coffeebuddy_shared::db::{channels, runs};
-use coffeebuddy_shared::domain::command::{CoffeeCommand, USAGE, parse_coffee_command};
+use coffeebuddy_shared::db::{channels, runs, stats};
+use coffeebuddy_shared::domain::auto_close::{AutoClose, auto_close_at};
+use coffeebuddy_shared::domain::command::{CoffeeCommand, Pickup, USAGE, parse_coffee_command};
 use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
 use coffeebuddy_shared::slack::signature::SignedBody;
+use coffeebuddy_shared::slack::stats::stats_answer;
 use uuid::Uuid;
 
 /// Why a command got no run. Every variant is an answer the person sees.
@@ -83,6 +85,19 @@ pub(crate) async fn handle(
 
     let start = match parse_coffee_command(&cmd.text, ctx.clock.now(), channel.timezone) {
         Ok(CoffeeCommand::Help) => return Ok(answer(USAGE)),
+        Ok(CoffeeCommand::Stats) => {
+            // Read-only, answered in the ack itself: no run, no event.
+            let stats = stats::channel_stats(&mut tx, cmd.channel_id.as_ref())
+                .await
+                .map_err(anyhow::Error::from)?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            tracing::info!(runs = stats.totals.runs_closed, "answered /coffee stats");
+            return Ok(answer(stats_answer(
+                &stats,
+                channel.retention_days,
+                channel.timezone,
+            )));
+        }
         Ok(CoffeeCommand::Start(start)) => start,
         Err(e) => {
             tracing::info!(reason = %e, "refused: bad /coffee arguments");
@@ -110,6 +125,13 @@ pub(crate) async fn handle(
         }
         Err(runs::StartRunError::Database(e)) => return Err(anyhow::Error::from(e).into()),
     };
+    // Decided once, now, so the time shown never moves (DESIGN §1.10).
+    let auto_close = auto_close_at(run.pickup_at, channel.auto_close_minutes, ctx.clock.now());
+    if let Some(at) = auto_close.at() {
+        runs::set_auto_close_at(&mut tx, run.run_id, Some(at))
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     let data = RunCreated {
         run_id: run.run_id,
         channel_id: run.channel_id.clone(),
@@ -146,7 +168,18 @@ pub(crate) async fn handle(
         .pickup
         .map(|p| format!(" Pickup at *{}*.", p.display_in(channel.timezone)))
         .unwrap_or_default();
+    let closes = match auto_close {
+        AutoClose::Manual => String::new(),
+        AutoClose::BeforePickup { at } => format!(
+            " Orders close by themselves at *{}*.",
+            Pickup::from_stored(at).display_in(channel.timezone)
+        ),
+        AutoClose::AtPickup { at } => format!(
+            " Orders stay open until pickup (*{}*): too close for this channel's auto-close.",
+            Pickup::from_stored(at).display_in(channel.timezone)
+        ),
+    };
     Ok(answer(format!(
-        ":coffee: Coffee run started.{pickup} The run message with the *Order* button will appear in the channel in a moment."
+        ":coffee: Coffee run started.{pickup}{closes} The run message with the *Order* button will appear in the channel in a moment."
     )))
 }

@@ -108,14 +108,18 @@ pub async fn decide(
     let previous = runs::previous_runner(&mut *conn, &run.channel_id, run_id)
         .await?
         .and_then(|p| UserId::parse(&p).ok());
-    let runner = select_runner(&candidates, previous.as_ref(), run_id);
-    let closed = match &runner {
-        Some(runner) => {
+    let pick = select_runner(&candidates, previous.as_ref(), run_id);
+    let closed = match &pick {
+        Some(pick) => {
+            let runner = &pick.runner;
             orders::record_served(&mut *conn, &run.channel_id, runner.as_ref(), now).await?;
+            // "Why you" comes from the very decision (DESIGN §1.12).
+            runs::record_runner_why(&mut *conn, run_id, &pick.why.line(runner)).await?;
             runs::close(&mut *conn, run_id, runner.as_ref(), now).await?
         }
         None => runs::cancel(&mut *conn, run_id, now).await?,
     };
+    let runner = pick.map(|p| p.runner);
     let data = RunClosed {
         run_id,
         channel_id: closed.channel_id.clone(),

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use crate::config::ChannelDefaults;
 use crate::db::audit;
 use crate::domain::admin::{ConfigPatch, ConfigView};
+use crate::domain::auto_close::AutoCloseMinutes;
 
 /// A channel's configuration as the functions use it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,9 @@ pub struct ChannelConfig {
     pub retention_days: i32,
     /// The channel's time zone, for reading and showing pickup times.
     pub timezone: Tz,
+    /// Runs with a pickup time close themselves this long before pickup
+    /// (DESIGN §1.10); `None` = off.
+    pub auto_close_minutes: Option<AutoCloseMinutes>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -32,6 +36,7 @@ struct ChannelRow {
     reminder_offset_minutes: i32,
     retention_days: i32,
     timezone: String,
+    auto_close_minutes: Option<i32>,
 }
 
 impl From<ChannelRow> for ChannelConfig {
@@ -49,6 +54,10 @@ impl From<ChannelRow> for ChannelConfig {
             reminder_offset_minutes: row.reminder_offset_minutes,
             retention_days: row.retention_days,
             timezone,
+            // The column's CHECK keeps it within bounds.
+            auto_close_minutes: row
+                .auto_close_minutes
+                .and_then(|m| AutoCloseMinutes::new(i64::from(m))),
         }
     }
 }
@@ -57,7 +66,7 @@ impl From<ChannelRow> for ChannelConfig {
 /// `&'static str`, as sqlx requires).
 macro_rules! channel_columns {
     () => {
-        "channel_id, enabled, reminders_enabled, reminder_offset_minutes, retention_days, timezone"
+        "channel_id, enabled, reminders_enabled, reminder_offset_minutes, retention_days, timezone, auto_close_minutes"
     };
 }
 
@@ -132,6 +141,7 @@ impl ChannelConfig {
             reminder_offset_minutes: self.reminder_offset_minutes,
             retention_days: self.retention_days,
             timezone: self.timezone.name().to_owned(),
+            auto_close_minutes: self.auto_close_minutes.map(AutoCloseMinutes::get),
         }
     }
 }
@@ -165,6 +175,7 @@ pub async fn apply_patch(
            reminder_offset_minutes = COALESCE($4, reminder_offset_minutes),
            retention_days = COALESCE($5, retention_days),
            timezone = COALESCE($6, timezone),
+           auto_close_minutes = CASE WHEN $7 THEN $8 ELSE auto_close_minutes END,
            updated_at = now()
          WHERE channel_id = $1 RETURNING ",
         channel_columns!()
@@ -175,6 +186,13 @@ pub async fn apply_patch(
     .bind(patch.reminder_offset_minutes)
     .bind(patch.retention_days)
     .bind(patch.timezone.map(|tz| tz.name()))
+    .bind(patch.auto_close.is_some())
+    .bind(
+        patch
+            .auto_close
+            .and_then(|setting| setting.minutes())
+            .map(AutoCloseMinutes::get),
+    )
     .fetch_one(&mut *conn)
     .await?
     .into();

@@ -14,8 +14,11 @@
 pub mod audit;
 pub mod channels;
 pub mod effects;
+pub mod event_receipts;
+pub mod follow_through;
 pub mod orders;
 pub mod runs;
+pub mod stats;
 
 use std::time::{Duration, Instant};
 

@@ -302,3 +302,238 @@ pub async fn previous_runner(
     .fetch_optional(conn)
     .await
 }
+
+/// Stores the "why you" line of a run's pick (DESIGN §1.12), written in the
+/// transaction that closes it, for the summary to show.
+pub async fn record_runner_why(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    line: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET runner_why = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(line)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The "why you" line of a closed run, if one was recorded.
+pub async fn runner_why(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT runner_why FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Stores when an open run closes by itself (DESIGN §1.10), as decided by
+/// `domain::auto_close::auto_close_at` when it started; `None` clears it.
+pub async fn set_auto_close_at(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET auto_close_at = $2 WHERE run_id = $1 AND status = 'open'")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Open runs whose auto-close time has come by `now`, oldest due first, at
+/// most `limit` (the tick closes them as if their starter pressed Close).
+pub async fn due_auto_close(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Run>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE status = 'open' AND auto_close_at <= $1 ORDER BY auto_close_at LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A closed run's follow-through (DESIGN §1.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct FollowThrough {
+    /// The runner's first **Picked up**.
+    pub picked_up_at: Option<DateTime<Utc>>,
+    /// The runner's first **Delivered**.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A run's follow-through, if the run exists.
+pub async fn follow_through(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<FollowThrough>, sqlx::Error> {
+    sqlx::query_as("SELECT picked_up_at, delivered_at FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records the runner's **Picked up** at `at` on a closed run, unless it was
+/// recorded before. Returns whether this press was the first (and so the
+/// one to tell the channel about). Check who pressed first
+/// (`domain::follow_through::authorize`).
+pub async fn mark_picked_up(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE runs SET picked_up_at = $2
+         WHERE run_id = $1 AND status = 'closed' AND picked_up_at IS NULL",
+    )
+    .bind(run_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the runner's **Delivered** at `at` on a closed run, unless it was
+/// recorded before; delivered implies picked up, so a missing pickup time
+/// is filled in too. Returns whether this press was the first.
+pub async fn mark_delivered(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE runs SET delivered_at = $2, picked_up_at = COALESCE(picked_up_at, $2)
+         WHERE run_id = $1 AND status = 'closed' AND delivered_at IS NULL",
+    )
+    .bind(run_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, DurationRound};
+    use sqlx::PgPool;
+
+    use super::*;
+
+    async fn run_with(pool: &PgPool, status: &str) -> Uuid {
+        sqlx::query("INSERT INTO channels (channel_id) VALUES ('C1') ON CONFLICT DO NOTHING")
+            .execute(pool)
+            .await
+            .unwrap();
+        let run_id = Uuid::new_v4();
+        let closed = status != "open";
+        sqlx::query(
+            "INSERT INTO runs (run_id, channel_id, initiator_id, status, runner_id, closed_at)
+             VALUES ($1, 'C1', 'U0START', $2, $3, $4)",
+        )
+        .bind(run_id)
+        .bind(status)
+        .bind((status == "closed").then_some("URUN"))
+        .bind(closed.then(Utc::now))
+        .execute(pool)
+        .await
+        .unwrap();
+        run_id
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn only_the_first_picked_up_and_delivered_presses_are_recorded(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        let t0 = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+
+        assert!(mark_picked_up(&mut conn, run_id, t0).await.unwrap());
+        assert!(
+            !mark_picked_up(&mut conn, run_id, t0 + Duration::minutes(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            mark_delivered(&mut conn, run_id, t0 + Duration::minutes(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !mark_delivered(&mut conn, run_id, t0 + Duration::minutes(9))
+                .await
+                .unwrap()
+        );
+
+        let state = follow_through(&mut conn, run_id).await.unwrap().unwrap();
+        assert_eq!(state.picked_up_at, Some(t0));
+        assert_eq!(state.delivered_at, Some(t0 + Duration::minutes(5)));
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn delivered_without_picked_up_fills_in_the_pickup(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        let t0 = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+        assert!(mark_delivered(&mut conn, run_id, t0).await.unwrap());
+        let state = follow_through(&mut conn, run_id).await.unwrap().unwrap();
+        assert_eq!(state.picked_up_at, Some(t0));
+        // And a late Picked up changes nothing.
+        assert!(
+            !mark_picked_up(&mut conn, run_id, t0 + Duration::minutes(1))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn runs_that_are_not_closed_cannot_be_marked(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        for status in ["open", "cancelled"] {
+            let run_id = run_with(&pool, status).await;
+            assert!(
+                !mark_picked_up(&mut conn, run_id, Utc::now()).await.unwrap(),
+                "{status}"
+            );
+            assert!(
+                !mark_delivered(&mut conn, run_id, Utc::now()).await.unwrap(),
+                "{status}"
+            );
+            if status == "open" {
+                // Open runs close themselves only through auto_close_at.
+                set_auto_close_at(&mut conn, run_id, Some(Utc::now() - Duration::seconds(1)))
+                    .await
+                    .unwrap();
+                let due = due_auto_close(&mut conn, Utc::now(), 10).await.unwrap();
+                assert_eq!(
+                    due.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+                    vec![run_id]
+                );
+            }
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn the_why_line_is_kept_with_the_run(pool: PgPool) {
+        let run_id = run_with(&pool, "closed").await;
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(runner_why(&mut conn, run_id).await.unwrap(), None);
+        record_runner_why(&mut conn, run_id, "Why <@URUN>: because …")
+            .await
+            .unwrap();
+        assert_eq!(
+            runner_why(&mut conn, run_id).await.unwrap().as_deref(),
+            Some("Why <@URUN>: because …")
+        );
+    }
+}

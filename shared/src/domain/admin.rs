@@ -7,6 +7,7 @@ use std::fmt;
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::domain::auto_close::AutoCloseMinutes;
 use crate::domain::ids::{UserId, parse_mention};
 
 /// Reminder offset bounds, minutes before pickup.
@@ -35,6 +36,9 @@ pub enum ParseAdminError {
         "`{0}` is not a time zone name. Use an IANA name such as `Europe/Berlin` or `America/New_York`."
     )]
     Timezone(String),
+    /// An auto-close setting that is neither 1–60 nor `off`.
+    #[error("Auto-close must be a whole number of minutes from 1 to 60, or `off`.")]
+    AutoClose,
     /// Not a user mention.
     #[error(
         "`{0}` is not a user mention. Type `@` and pick the person, e.g. `/coffee-admin admins add @jane`."
@@ -64,6 +68,11 @@ pub fn parse_retention_days(value: i64) -> Result<i32, ParseAdminError> {
         .ok_or(ParseAdminError::Retention)
 }
 
+/// Parses an auto-close setting in minutes before pickup (1–60).
+pub fn parse_auto_close_minutes(value: i64) -> Result<AutoCloseMinutes, ParseAdminError> {
+    AutoCloseMinutes::new(value).ok_or(ParseAdminError::AutoClose)
+}
+
 /// Parses an IANA time zone name.
 pub fn parse_timezone(name: &str) -> Result<Tz, ParseAdminError> {
     name.trim()
@@ -85,6 +94,27 @@ pub struct ConfigPatch {
     pub retention_days: Option<i32>,
     /// Time zone for pickup times.
     pub timezone: Option<Tz>,
+    /// Auto-close: turned off, or set to N minutes before pickup.
+    pub auto_close: Option<AutoCloseSetting>,
+}
+
+/// A new value of a channel's auto-close setting (DESIGN §1.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCloseSetting {
+    /// Runs close only by hand (the default).
+    Off,
+    /// Runs with a pickup time close themselves this long before pickup.
+    Before(AutoCloseMinutes),
+}
+
+impl AutoCloseSetting {
+    /// The minutes, `None` when off (as stored and as the API shows it).
+    pub fn minutes(self) -> Option<AutoCloseMinutes> {
+        match self {
+            Self::Off => None,
+            Self::Before(m) => Some(m),
+        }
+    }
 }
 
 impl ConfigPatch {
@@ -102,8 +132,8 @@ pub enum AdminCommand {
     /// `status`.
     Status,
     /// `enable`, `disable`, `reminders on|off`, `reminder-offset N`,
-    /// `retention N`, `timezone NAME`: a configuration change, with the
-    /// audit action name.
+    /// `retention N`, `timezone NAME`, `auto-close N|off`: a configuration
+    /// change, with the audit action name.
     Configure {
         /// Audit action, e.g. `disable` or `reminder-offset`.
         action: &'static str,
@@ -149,6 +179,7 @@ pub const ADMIN_USAGE: &str = "*`/coffee-admin` — channel settings for CoffeeB
 • `/coffee-admin reminder-offset 5` — remind the runner N minutes before pickup (0–60)\n\
 • `/coffee-admin retention 90` — keep closed runs N days (1–3650)\n\
 • `/coffee-admin timezone Europe/Berlin` — time zone for pickup times\n\
+• `/coffee-admin auto-close 10` / `auto-close off` — runs with a pickup time close themselves N minutes before pickup (1–60); off by default\n\
 • `/coffee-admin admins add @jane` / `admins remove @jane` — channel admins\n\
 • `/coffee-admin reset`, then `/coffee-admin reset confirm` within 5 minutes — delete this channel's runs, orders, reminders and runner counts (settings and audit stay)\n\
 • `/coffee-admin help` — this text\n\
@@ -243,6 +274,28 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
                 },
             })
         }
+        Some("auto-close") => {
+            const USAGE: &str = "auto-close <1-60>|off";
+            only(2, USAGE)?;
+            if lower[1] == "off" {
+                return Ok(AdminCommand::Configure {
+                    action: "auto-close-off",
+                    patch: ConfigPatch {
+                        auto_close: Some(AutoCloseSetting::Off),
+                        ..patch
+                    },
+                });
+            }
+            // As for the other numbers: junk gets the bounds, not a shrug.
+            let minutes = parse_auto_close_minutes(lower[1].parse::<i64>().unwrap_or(i64::MIN))?;
+            Ok(AdminCommand::Configure {
+                action: "auto-close",
+                patch: ConfigPatch {
+                    auto_close: Some(AutoCloseSetting::Before(minutes)),
+                    ..patch
+                },
+            })
+        }
         Some("admins") => {
             only(3, "admins add|remove <@user>")?;
             let user = arg(2).unwrap_or_default();
@@ -275,6 +328,8 @@ pub struct ConfigView {
     pub retention_days: i32,
     /// IANA time zone name.
     pub timezone: String,
+    /// Minutes before pickup that runs close themselves; `null` = off.
+    pub auto_close_minutes: Option<i32>,
 }
 
 #[cfg(test)]
@@ -310,6 +365,18 @@ mod tests {
         assert_eq!(
             configure("timezone Europe/Berlin").timezone,
             Some(chrono_tz::Europe::Berlin)
+        );
+        assert_eq!(
+            configure("auto-close 1").auto_close,
+            Some(AutoCloseSetting::Before(AutoCloseMinutes::new(1).unwrap()))
+        );
+        assert_eq!(
+            configure("Auto-Close 60").auto_close,
+            Some(AutoCloseSetting::Before(AutoCloseMinutes::new(60).unwrap()))
+        );
+        assert_eq!(
+            configure("auto-close OFF").auto_close,
+            Some(AutoCloseSetting::Off)
         );
         assert_eq!(
             parse_admin_command("admins add <@U123|jane>"),
@@ -388,6 +455,34 @@ mod tests {
             parse_admin_command("explode"),
             Err(ParseAdminError::UnknownSubcommand(_))
         ));
+    }
+
+    #[test]
+    fn auto_close_outside_one_to_sixty_or_junk_is_refused_and_the_usage_names_it() {
+        for bad in [
+            "auto-close 0",
+            "auto-close 61",
+            "auto-close 99",
+            "auto-close -5",
+            "auto-close ten",
+            "auto-close 10m",
+            "auto-close 99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_admin_command(bad),
+                Err(ParseAdminError::AutoClose),
+                "{bad}"
+            );
+        }
+        for bad in ["auto-close", "auto-close 10 now"] {
+            assert_eq!(
+                parse_admin_command(bad),
+                Err(ParseAdminError::Usage("auto-close <1-60>|off")),
+                "{bad}"
+            );
+        }
+        assert!(ParseAdminError::AutoClose.to_string().contains("1 to 60"));
+        assert!(ADMIN_USAGE.contains("`/coffee-admin auto-close 10` / `auto-close off`"));
     }
 
     #[test]

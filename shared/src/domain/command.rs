@@ -34,6 +34,7 @@ pub const USAGE: &str = "\
 • `/coffee 10:30 Blue Bottle` starts a run with pickup at 10:30 (24h, this channel's time zone) and the note \"Blue Bottle\".
 • `/coffee in 15m` starts a run with pickup in 15 minutes (1–240 minutes).
 • `/coffee in 20 m Blue Bottle` starts a run with pickup in 20 minutes and a note.
+• `/coffee stats` shows this channel's coffee stats, privately (it never starts a run).
 • `/coffee help` shows this help.
 A note can be up to 140 characters.";
 
@@ -42,6 +43,8 @@ A note can be up to 140 characters.";
 pub enum CoffeeCommand {
     /// `/coffee help`: show [`USAGE`].
     Help,
+    /// `/coffee stats`: this channel's statistics, privately; never a run.
+    Stats,
     /// Start a run in the channel.
     Start(StartRun),
 }
@@ -237,7 +240,9 @@ impl fmt::Display for Shown<'_> {
 /// Parses the text of `/coffee` typed at `now` in a channel whose time zone
 /// is `tz`.
 ///
-/// `help` alone (any case) asks for help; empty text starts a run with no
+/// `help` alone (any case) asks for help and `stats` alone for the
+/// channel's statistics (`stats please` is a note, as `help me choose` is);
+/// empty text starts a run with no
 /// pickup and no note. `in` is matched in any case too, because phones
 /// capitalise the first word.
 pub fn parse_coffee_command(
@@ -248,6 +253,9 @@ pub fn parse_coffee_command(
     let text = text.trim();
     if text.eq_ignore_ascii_case("help") {
         return Ok(CoffeeCommand::Help);
+    }
+    if text.eq_ignore_ascii_case("stats") {
+        return Ok(CoffeeCommand::Stats);
     }
     let (first, rest) = split_first_word(text);
     let (pickup, note) = if first.starts_with(|c: char| c.is_ascii_digit()) {
@@ -393,6 +401,12 @@ mod tests {
                 "2025-06-02T14:00:00Z",
                 America::New_York,
                 CoffeeCommand::Help,
+            ),
+            (
+                " Stats ",
+                "2025-06-02T14:00:00Z",
+                America::New_York,
+                CoffeeCommand::Stats,
             ),
             (
                 "help me choose",
@@ -823,6 +837,7 @@ mod tests {
             "`/coffee in 15m`",
             "`/coffee in 20 m Blue Bottle`",
             "`/coffee help`",
+            "`/coffee stats`",
         ] {
             assert!(USAGE.contains(form), "{form}");
         }

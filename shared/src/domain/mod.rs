@@ -8,10 +8,17 @@
 //! - [`order`]: checking the text of an order.
 //! - [`fairness`]: choosing who fetches the coffee when a run closes.
 //! - [`reminder`]: when the runner's pickup reminder is due and how late it was.
+//! - [`admin`]: `/coffee-admin` and the bounds of every setting.
+//! - [`auto_close`]: when a run with a pickup time closes by itself.
+//! - [`grouping`]: the barista-ready order list (`3× flat white`).
+//! - [`follow_through`]: who may say "picked up" and "delivered".
 
 pub mod admin;
+pub mod auto_close;
 pub mod command;
 pub mod fairness;
+pub mod follow_through;
+pub mod grouping;
 pub mod ids;
 pub mod order;
 pub mod reminder;

@@ -132,11 +132,11 @@ impl RunView {
 }
 
 /// User text made safe for mrkdwn and cut to a showable length.
-fn user_text(raw: &str) -> String {
+pub(crate) fn user_text(raw: &str) -> String {
     escape_mrkdwn(&truncate_chars(raw, MAX_SHOWN_CHARS)).into_owned()
 }
 
-fn plain(text: &str) -> Value {
+pub(crate) fn plain(text: &str) -> Value {
     json!({ "type": "plain_text", "text": text, "emoji": true })
 }
 
@@ -147,15 +147,15 @@ fn mrkdwn(text: &str) -> Value {
     json!({ "type": "mrkdwn", "text": text, "verbatim": true })
 }
 
-fn section(text: &str) -> Value {
+pub(crate) fn section(text: &str) -> Value {
     json!({ "type": "section", "text": mrkdwn(text) })
 }
 
-fn context(text: &str) -> Value {
+pub(crate) fn context(text: &str) -> Value {
     json!({ "type": "context", "elements": [mrkdwn(text)] })
 }
 
-fn button(text: &str, action_id: &str, value: &str, style: &str) -> Value {
+pub(crate) fn button(text: &str, action_id: &str, value: &str, style: &str) -> Value {
     json!({
         "type": "button",
         "text": plain(&truncate_chars(text, MAX_BUTTON_CHARS)),
@@ -165,7 +165,7 @@ fn button(text: &str, action_id: &str, value: &str, style: &str) -> Value {
     })
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("{n} {one}")
     } else {

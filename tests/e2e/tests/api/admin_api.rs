@@ -173,7 +173,8 @@ async fn a_channel_never_seen_reads_as_its_defaults_without_being_created(pool: 
             "reminders_enabled": true,
             "reminder_offset_minutes": 7,
             "retention_days": 30,
-            "timezone": "Europe/Berlin"
+            "timezone": "Europe/Berlin",
+            "auto_close_minutes": null
         })
     );
     assert!(!ops.channel_exists(CHANNEL).await);
@@ -200,7 +201,8 @@ async fn a_put_changes_only_the_given_fields_and_is_audited_with_an_event(pool: 
         "reminders_enabled": true,
         "reminder_offset_minutes": 12,
         "retention_days": 90,
-        "timezone": "America/New_York"
+        "timezone": "America/New_York",
+        "auto_close_minutes": null
     });
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, expected);
