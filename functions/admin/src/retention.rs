@@ -2,8 +2,9 @@
 //! channel's `retention_days` are deleted (their orders, reminders and
 //! effect records go with them), in bounded batches, at most once a day per
 //! channel, audited as `system`. The same pass trims our own bookkeeping:
-//! published outbox rows, the event ledger and the Slack Events API's
-//! receipts beyond a week.
+//! published outbox rows, the event ledger, the Slack Events API's receipts
+//! and finished Slack effects beyond a week, and response URLs past their
+//! 30-minute life. Each channel is purged in its own transaction.
 
 use chrono::Duration;
 use coffeebuddy_shared::db::audit::{self, SYSTEM_ACTOR};
@@ -31,18 +32,22 @@ pub struct PurgeReport {
 pub async fn purge_expired(ctx: &Context) -> Result<PurgeReport, sqlx::Error> {
     let now = ctx.clock.now();
     let mut report = PurgeReport::default();
-    let mut tx = ctx.db.begin().await?;
-    // SKIP LOCKED: two admin replicas ticking together split the channels.
-    let due: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT channel_id, retention_days FROM channels
-         WHERE retention_checked_at IS NULL OR retention_checked_at <= $1
-         ORDER BY retention_checked_at NULLS FIRST LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
-    )
-    .bind(now - Duration::days(1))
-    .bind(CHANNELS_PER_TICK)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (channel_id, retention_days) in due {
+    // One channel per transaction: a long purge of one channel never holds
+    // another's rows, and a failure loses only that channel's pass. SKIP
+    // LOCKED: two admin replicas ticking together split the channels.
+    for _ in 0..CHANNELS_PER_TICK {
+        let mut tx = ctx.db.begin().await?;
+        let due: Option<(String, i32)> = sqlx::query_as(
+            "SELECT channel_id, retention_days FROM channels
+             WHERE retention_checked_at IS NULL OR retention_checked_at <= $1
+             ORDER BY retention_checked_at NULLS FIRST LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
+        )
+        .bind(now - Duration::days(1))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((channel_id, retention_days)) = due else {
+            break;
+        };
         let cutoff = now - Duration::days(i64::from(retention_days));
         let mut deleted = 0u64;
         loop {
@@ -80,9 +85,11 @@ pub async fn purge_expired(ctx: &Context) -> Result<PurgeReport, sqlx::Error> {
             .await?;
             tracing::info!(%channel_id, deleted, retention_days, "retention purge");
         }
+        tx.commit().await?;
         report.channels += 1;
         report.runs += deleted;
     }
+    let mut tx = ctx.db.begin().await?;
     let keep_after = now - Duration::days(BOOKKEEPING_DAYS);
     sqlx::query("DELETE FROM outbox WHERE published_at < $1")
         .bind(keep_after)
@@ -93,6 +100,13 @@ pub async fn purge_expired(ctx: &Context) -> Result<PurgeReport, sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     coffeebuddy_shared::db::event_receipts::purge(&mut tx, keep_after).await?;
+    // Finished Slack effects (their rows are history once done) and
+    // response URLs past their 30-minute life.
+    sqlx::query("DELETE FROM effects WHERE finished_at < $1")
+        .bind(keep_after)
+        .execute(&mut *tx)
+        .await?;
+    coffeebuddy_shared::app::responses::trim_expired(&mut tx, now).await?;
     sqlx::query("DELETE FROM pending_confirmations WHERE requested_at < $1")
         .bind(now - Duration::hours(1))
         .execute(&mut *tx)

@@ -355,12 +355,3 @@ pub async fn list_dead_letters(
     .fetch_all(conn)
     .await
 }
-
-/// Drops finished effects older than `before` (bookkeeping retention).
-pub async fn trim_finished(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM effects WHERE finished_at < $1")
-        .bind(before)
-        .execute(pool)
-        .await?
-        .rows_affected())
-}

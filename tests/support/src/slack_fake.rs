@@ -16,8 +16,8 @@
 //! its `D…` conversation; `users.info` reading `user` only from a form or
 //! the query (a JSON body gets `user_not_found`); `not_authed` without
 //! `Authorization`. It is lenient about what tests make up: unknown
-//! `trigger_id`s, channels and users are accepted, and message timestamps
-//! are `1700000000.000100`, `…000200`, ….
+//! `trigger_id`s, channels and users are accepted. Message timestamps are
+//! wall-clock, strictly increasing, as Slack's.
 //!
 //! # Faults
 //! Checked in this order for each call; the first that applies answers:
@@ -503,7 +503,15 @@ mod tests {
             .expect("json");
         assert_eq!(posted["ok"], true);
         assert_eq!(posted["channel"], "D0BOB", "a DM reports its D… id");
-        assert_eq!(posted["ts"], "1700000000.000100");
+        let ts: f64 = posted["ts"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("a ts");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        assert!((ts - now).abs() < 60.0, "a wall-clock ts: {ts}");
 
         fake.set_workspace_admin("U0ADMIN", true);
         let info: Value = http

@@ -7,6 +7,7 @@ mod admin; // /coffee-admin: permissions, audit, reset, retention
 mod admin_api; // the operators' REST API: config, bounds, audit, events
 mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
+mod effects; // Slack effects when Slack misbehaves: never lost, never twice, never in the way
 mod features; // issue 9: auto-close setting, why you, stats, CSV export, Events API
 mod health; // liveness and readiness, including a database outage
 mod helpers;
