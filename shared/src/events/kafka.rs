@@ -62,7 +62,10 @@ pub enum DecodeKafkaEventError {
 }
 
 /// The librdkafka settings shared by every client we create. The SASL
-/// password goes only into librdkafka's config, never into a log line.
+/// password and the TLS key's passphrase go only into librdkafka's config,
+/// never into a log line. The TLS files (checked to be readable when the
+/// settings were loaded) are librdkafka's `ssl.*.location`s; without a CA
+/// file it trusts the system's CA store.
 fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -77,6 +80,19 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
             .set("sasl.mechanism", sasl.mechanism.as_str())
             .set("sasl.username", &sasl.username)
             .set("sasl.password", sasl.password.expose_secret());
+    }
+    let tls = &settings.tls;
+    for (key, path) in [
+        ("ssl.ca.location", &tls.ca_location),
+        ("ssl.certificate.location", &tls.certificate_location),
+        ("ssl.key.location", &tls.key_location),
+    ] {
+        if let Some(path) = path {
+            config.set(key, path.to_string_lossy());
+        }
+    }
+    if let Some(password) = &tls.key_password {
+        config.set("ssl.key.password", password.expose_secret());
     }
     config
 }
