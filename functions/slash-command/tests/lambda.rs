@@ -136,7 +136,11 @@ async fn a_signed_coffee_through_the_lambda_runtime_api_gets_the_same_answer_as_
     let mut lambda_env = common_env(&db_url, &slack_fake);
     lambda_env.extend(lambda.vars());
     let (_lambda_child, mut lambda_lines) = start(&lambda_env);
-    wait_for(&mut lambda_lines, "serving through the AWS Lambda Runtime API").await;
+    wait_for(
+        &mut lambda_lines,
+        "serving through the AWS Lambda Runtime API",
+    )
+    .await;
 
     // Act: /coffee in two channels, one per transport.
     let http_body = coffee_body("C0OVERHTTP");
@@ -185,7 +189,11 @@ async fn a_signed_coffee_through_the_lambda_runtime_api_gets_the_same_answer_as_
             .unwrap();
     assert_eq!(channels, ["C0OVERHTTP", "C0OVERLAMBDA"]);
     pool.close().await;
-    assert!(lambda.init_errors().is_empty(), "{:?}", lambda.init_errors());
+    assert!(
+        lambda.init_errors().is_empty(),
+        "{:?}",
+        lambda.init_errors()
+    );
 }
 
 #[sqlx::test(migrations = false)]

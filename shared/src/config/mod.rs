@@ -561,7 +561,10 @@ impl Settings {
             Some(SecretString::from(url))
         } else {
             let url = r.secret("DATABASE_URL", env);
-            if url.as_ref().is_some_and(|u| !is_postgres_url(u.expose_secret())) {
+            if url
+                .as_ref()
+                .is_some_and(|u| !is_postgres_url(u.expose_secret()))
+            {
                 r.problem("DATABASE_URL", "must be a postgres:// URL");
             }
             url
@@ -1042,10 +1045,8 @@ mod tests {
 
     impl TempFile {
         fn new(contents: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "coffeebuddy-config-test-{}",
-                uuid::Uuid::new_v4()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("coffeebuddy-config-test-{}", uuid::Uuid::new_v4()));
             std::fs::write(&path, contents).unwrap();
             Self(path)
         }
@@ -1065,7 +1066,11 @@ mod tests {
 
     #[test]
     fn kafka_tls_files_are_taken_when_readable() {
-        let (ca, cert, key) = (TempFile::new("ca"), TempFile::new("cert"), TempFile::new("key"));
+        let (ca, cert, key) = (
+            TempFile::new("ca"),
+            TempFile::new("cert"),
+            TempFile::new("key"),
+        );
         let s = load(
             &with(&[
                 ("KAFKA_BROKERS", "k:9093"),
@@ -1083,7 +1088,9 @@ mod tests {
         assert_eq!(tls.certificate_location, Some(cert.0.clone()));
         assert_eq!(tls.key_location, Some(key.0.clone()));
         assert_eq!(
-            tls.key_password.as_ref().map(|p| p.expose_secret().to_owned()),
+            tls.key_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
             Some("key-pass-xyz".to_owned())
         );
         assert!(!format!("{s:?}").contains("key-pass-xyz"));
@@ -1115,7 +1122,10 @@ mod tests {
                 "KAFKA_SSL_KEY_PASSWORD"
             ]
         );
-        assert!(err.to_string().contains("cannot read /no/such/ca.pem"), "{err}");
+        assert!(
+            err.to_string().contains("cannot read /no/such/ca.pem"),
+            "{err}"
+        );
 
         let err = load(
             &with(&[
@@ -1172,7 +1182,11 @@ mod tests {
             IDENTITY,
         )
         .unwrap_err();
-        assert_eq!(err.vars(), ["DATABASE_URL"], "a malformed fallback is named");
+        assert_eq!(
+            err.vars(),
+            ["DATABASE_URL"],
+            "a malformed fallback is named"
+        );
     }
 
     #[test]

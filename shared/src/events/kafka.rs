@@ -505,6 +505,43 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_files_and_key_passphrase_reach_librdkafka() {
+        use std::path::PathBuf;
+
+        use crate::config::{KafkaSecurityProtocol, KafkaTls};
+        let settings = KafkaSettings {
+            brokers: "k:9093".to_owned(),
+            client_id: "test".to_owned(),
+            security_protocol: KafkaSecurityProtocol::Ssl,
+            sasl: None,
+            tls: KafkaTls {
+                ca_location: Some(PathBuf::from("/etc/kafka/ca.pem")),
+                certificate_location: Some(PathBuf::from("/etc/kafka/client.pem")),
+                key_location: Some(PathBuf::from("/etc/kafka/client.key")),
+                key_password: Some("key-pass".to_owned().into()),
+            },
+            topic_run_events: "t".to_owned(),
+        };
+
+        let config = client_config(&settings);
+
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        assert_eq!(
+            config.get("ssl.certificate.location"),
+            Some("/etc/kafka/client.pem")
+        );
+        assert_eq!(config.get("ssl.key.location"), Some("/etc/kafka/client.key"));
+        assert_eq!(config.get("ssl.key.password"), Some("key-pass"));
+
+        let plain = client_config(&KafkaSettings {
+            tls: KafkaTls::default(),
+            ..settings
+        });
+        assert_eq!(plain.get("ssl.ca.location"), None, "the system store then");
+    }
+
+    #[test]
     fn a_message_without_ce_headers_is_not_a_cloudevent() {
         let headers = OwnedHeaders::new().insert(Header {
             key: "trace",

@@ -1,5 +1,5 @@
 //! The process shell every function shares: one [`run`] call from `main`
-//! loads settings, sets up logging, reads the Slack secrets from Vault when
+//! loads settings, sets up logging, reads the secrets from Vault when
 //! `VAULT_ADDR` is set ([`crate::secrets`]), sets up metrics, makes sure the
 //! database schema is current ([`db::migrate_on_start`]), serves the
 //! function's router next to `/health/live`, `/health/ready` and

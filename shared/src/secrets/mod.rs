@@ -215,24 +215,26 @@ pub async fn resolve_with(
         },
     )
     .map_err(|p| problems.push(p));
-    let sasl_password = settings.kafka.as_ref().and_then(|k| k.sasl.as_ref()).map(|sasl| {
-        with_fallback(
-            &data,
-            Fallback {
-                key: KAFKA_SASL_PASSWORD_KEY,
-                alias: "KAFKA_SASL_PASSWORD",
-                env_value: &sasl.password,
-            },
-            env,
-            |_| Ok(()),
-        )
-        .map_err(|p| problems.push(p))
-    });
-    let (Ok(slack), Ok((database_url, database_url_from)), true) = (
-        slack,
-        database_url,
-        problems.is_empty(),
-    ) else {
+    let sasl_password = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .map(|sasl| {
+            with_fallback(
+                &data,
+                Fallback {
+                    key: KAFKA_SASL_PASSWORD_KEY,
+                    alias: "KAFKA_SASL_PASSWORD",
+                    env_value: &sasl.password,
+                },
+                env,
+                |_| Ok(()),
+            )
+            .map_err(|p| problems.push(p))
+        });
+    let (Ok(slack), Ok((database_url, database_url_from)), true) =
+        (slack, database_url, problems.is_empty())
+    else {
         return Err(invalid(problems));
     };
     settings.slack.signing_secret = slack.signing_secret;
@@ -303,9 +305,11 @@ fn with_fallback(
     let problem = |reason: String| SecretKeyProblem { key, reason };
     let judge = |value: &str| -> Result<(), String> {
         if env != Environment::Dev && is_placeholder(value) {
-            return Err("is a placeholder; store the real secret (placeholders are accepted \
+            return Err(
+                "is a placeholder; store the real secret (placeholders are accepted \
                         only with SERVICE_ENV=dev)"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         check(value).map_err(str::to_owned)
     };

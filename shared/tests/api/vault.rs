@@ -456,7 +456,10 @@ async fn a_database_url_and_sasl_password_in_vault_win_over_the_environment() {
         &fake,
         &token,
         &[
-            ("DATABASE_URL", "postgres://cb:stale@db.internal/coffeebuddy"),
+            (
+                "DATABASE_URL",
+                "postgres://cb:stale@db.internal/coffeebuddy",
+            ),
             ("KAFKA_SASL_PASSWORD", "stale-kafka-password"),
         ],
     );
@@ -468,7 +471,11 @@ async fn a_database_url_and_sasl_password_in_vault_win_over_the_environment() {
 
     // Assert
     assert_eq!(settings.database.url.expose_secret(), VAULT_DATABASE_URL);
-    let sasl = settings.kafka.as_ref().and_then(|k| k.sasl.as_ref()).unwrap();
+    let sasl = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .unwrap();
     assert_eq!(sasl.password.expose_secret(), VAULT_SASL_PASSWORD);
     assert_eq!(fake.calls().len(), 2, "one login, one read: read once");
 }
@@ -497,7 +504,11 @@ async fn without_them_in_vault_the_database_url_and_sasl_password_come_from_the_
         settings.database.url.expose_secret(),
         "postgres://cb:env@db.internal/coffeebuddy"
     );
-    let sasl = settings.kafka.as_ref().and_then(|k| k.sasl.as_ref()).unwrap();
+    let sasl = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .unwrap();
     assert_eq!(sasl.password.expose_secret(), "env-kafka-password");
     assert_eq!(settings.slack.bot_token.expose_secret(), BOT_TOKEN);
 }
@@ -545,7 +556,10 @@ async fn a_bad_database_url_in_vault_or_a_placeholder_fallback_is_refused_withou
 
     let err = refused(load_exactly("prod", &fake.vars(&token))).await;
     let text = err.to_string();
-    assert!(text.contains("database_url is not a postgres:// URL"), "{text}");
+    assert!(
+        text.contains("database_url is not a postgres:// URL"),
+        "{text}"
+    );
     assert!(!text.contains("hidden-pw"), "{text}");
 
     // The secret without database_url: the fallback is judged instead.
@@ -595,10 +609,14 @@ async fn the_database_url_and_sasl_password_from_vault_never_reach_the_logs() {
 
     let text = logs.contents();
     assert!(
-        text.contains(r#""database_url":"vault""#) && text.contains(r#""kafka_sasl_password":"vault""#),
+        text.contains(r#""database_url":"vault""#)
+            && text.contains(r#""kafka_sasl_password":"vault""#),
         "the log says where each came from: {text}"
     );
     for secret in ["vault-db-password", VAULT_SASL_PASSWORD] {
-        assert!(!text.contains(secret), "{secret} leaked into the logs:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs:\n{text}"
+        );
     }
 }

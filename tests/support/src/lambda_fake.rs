@@ -133,7 +133,10 @@ async fn next(State((state, queued)): State<Shared>) -> Response {
             };
             put("lambda-runtime-aws-request-id", id);
             put("lambda-runtime-deadline-ms", deadline.to_string());
-            put("lambda-runtime-invoked-function-arn", FUNCTION_ARN.to_owned());
+            put(
+                "lambda-runtime-invoked-function-arn",
+                FUNCTION_ARN.to_owned(),
+            );
             put(
                 "lambda-runtime-trace-id",
                 "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"

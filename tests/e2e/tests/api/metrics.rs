@@ -121,12 +121,15 @@ async fn the_process_metrics_report_this_process_memory_cpu_fds_and_start(
     let cpu = process_metric(&text, "process_cpu_seconds_total", "counter");
     assert!(cpu.is_finite() && cpu >= 0.0, "{cpu}");
     let open = process_metric(&text, "process_open_fds", "gauge");
-    assert!(open >= 3.0, "stdin, stdout, stderr and sockets at least: {open}");
+    assert!(
+        open >= 3.0,
+        "stdin, stdout, stderr and sockets at least: {open}"
+    );
     let max = process_metric(&text, "process_max_fds", "gauge");
     assert!(max >= open, "{max} < {open}");
     let start = process_metric(&text, "process_start_time_seconds", "gauge");
     assert!(
-        start <= now + 1.0 && start > now - 24.0 * 3600.0,
+        start <= now + 1.0 && start > now - 86_400.0,
         "started at {start}, now {now}"
     );
 }
