@@ -531,7 +531,10 @@ mod tests {
             config.get("ssl.certificate.location"),
             Some("/etc/kafka/client.pem")
         );
-        assert_eq!(config.get("ssl.key.location"), Some("/etc/kafka/client.key"));
+        assert_eq!(
+            config.get("ssl.key.location"),
+            Some("/etc/kafka/client.key")
+        );
         assert_eq!(config.get("ssl.key.password"), Some("key-pass"));
 
         let plain = client_config(&KafkaSettings {
