@@ -16,8 +16,9 @@
 //! starts (default 20, after one unmeasured start that warms the page
 //! cache), the resident memory once idle, and the binary's size on disk.
 //! `coffeebuddy-bench cold-start` prints only that table;
-//! `BENCH_BIN_DIR` measures the function binaries of another build (e.g. an
-//! older release, for a before/after comparison).
+//! `BENCH_BIN_DIR` measures the binaries (`coffeebuddy-local` and the
+//! functions) of another build, e.g. an older release, for a before/after
+//! comparison.
 
 // The benchmark's output is its report.
 #![allow(clippy::print_stdout)]
@@ -282,7 +283,7 @@ where
 }
 
 fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe()?.with_file_name("coffeebuddy-local");
+    let exe = bin_dir()?.join("coffeebuddy-local");
     Command::new(&exe)
         .env("PORT", port.to_string())
         .env("SERVICE_ENV", "dev")
