@@ -10,14 +10,28 @@
 //! Prints latency distributions (p50/p90/p99/max) and the server's peak
 //! resident memory. Results are distributions, never pass/fail: DESIGN's
 //! goal is p99 < 50 ms for the ack (Slack's hard limit is 3 s).
+//!
+//! Then, per function binary, what a scale-from-zero start costs: the time
+//! from exec to the first 200 on `/health/ready` (database connected and
+//! already migrated, by the `local` run above), over `COLD_START_RUNS`
+//! starts (default 20, after one unmeasured start that warms the page
+//! cache), the resident memory once idle, and the binary's size on disk.
+//! `coffeebuddy-bench cold-start` prints only that table;
+//! `BENCH_BIN_DIR` measures the binaries (`coffeebuddy-local` and the
+//! functions) of another build, e.g. an older release, for a before/after
+//! comparison.
 
 // The benchmark's output is its report.
 #![allow(clippy::print_stdout)]
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use coffeebuddy_test_support::ory::{JwksFake, TestKey};
 use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use serde_json::json;
@@ -36,16 +50,152 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+/// A `/proc/<pid>/status` memory line (`VmHWM`, `VmRSS`) in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// The five Knative functions, by binary name.
+const FUNCTIONS: [&str; 5] = [
+    "coffeebuddy-slash-command",
+    "coffeebuddy-interaction",
+    "coffeebuddy-close-run",
+    "coffeebuddy-reminder",
+    "coffeebuddy-admin",
+];
+
+/// One `GET /health/ready` over a fresh connection; whether it answered 200.
+/// Connecting fails at once (refused) until the process has bound its port;
+/// after that the request waits in the backlog until it is served.
+fn ready_once(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if stream
+        .write_all(b"GET /health/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Cold starts of one binary: exec → first 200 on `/health/ready`, each,
+/// and the resident memory of the last start once idle.
+fn cold_starts(
+    exe: &Path,
+    env: &[(&'static str, String)],
+    runs: usize,
+) -> anyhow::Result<(Vec<Duration>, Option<f64>)> {
+    let mut times = Vec::with_capacity(runs);
+    let mut idle_rss = None;
+    // The first start warms the page cache and is not counted.
+    for run in 0..=runs {
+        let port = free_port()?;
+        let started = Instant::now();
+        let mut child = Command::new(exe)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let deadline = started + Duration::from_secs(30);
+        while !ready_once(port) {
+            if Instant::now() > deadline || child.try_wait()?.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{} did not become ready", exe.display());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let elapsed = started.elapsed();
+        if run > 0 {
+            times.push(elapsed);
+        }
+        if run == runs {
+            // Idle: what a replica holds between requests.
+            std::thread::sleep(Duration::from_millis(500));
+            idle_rss = status_mib(child.id(), "VmRSS:");
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    times.sort();
+    Ok((times, idle_rss))
+}
+
+/// Prints the per-function cold start table.
+async fn cold_start_table(dir: &Path, slack: &SlackFake) -> anyhow::Result<()> {
+    let runs: usize = std::env::var("COLD_START_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20);
+    // The admin function needs Ory: a JWKS it can reach, as in a cluster.
+    let jwks = JwksFake::start(&[TestKey::Rsa1]).await;
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("SERVICE_ENV", "test".to_owned()),
+        ("SLACK_SIGNING_SECRET", SECRET.to_owned()),
+        ("SLACK_BOT_TOKEN", "xoxb-bench".to_owned()),
+        ("SLACK_API_BASE_URL", slack.base_url()),
+        ("DATABASE_URL", std::env::var("DATABASE_URL")?),
+        ("LOG_LEVEL", "info".to_owned()),
+    ];
+    env.extend(jwks.vars());
+    println!("\n| function | cold start p50 ms | p90 ms | runs | idle RSS MiB | binary MiB |");
+    println!("|---|---|---|---|---|---|");
+    for name in FUNCTIONS {
+        let exe = dir.join(name);
+        let size = std::fs::metadata(&exe)
+            .with_context(|| format!("no binary at {}", exe.display()))?
+            .len();
+        let env = env.clone();
+        let (times, rss) =
+            tokio::task::spawn_blocking(move || cold_starts(&exe, &env, runs)).await??;
+        println!(
+            "| {name} | {} | {} | {runs} | {} | {:.1} |",
+            ms(percentile(&times, 50.0)),
+            ms(percentile(&times, 90.0)),
+            rss.map_or_else(|| "?".to_owned(), |r| format!("{r:.1}")),
+            size as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(())
+}
+
+/// Where the function binaries are: `BENCH_BIN_DIR`, else next to this one.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("BENCH_BIN_DIR") {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("the bench binary has no directory")?
+            .to_path_buf()),
+    }
 }
 
 struct Target {
@@ -134,7 +284,7 @@ where
 }
 
 fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe()?.with_file_name("coffeebuddy-local");
+    let exe = bin_dir()?.join("coffeebuddy-local");
     Command::new(&exe)
         .env("PORT", port.to_string())
         .env("SERVICE_ENV", "dev")
@@ -152,6 +302,7 @@ fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let slack = SlackFake::start().await;
+    let cold_start_only = std::env::args().nth(1).as_deref() == Some("cold-start");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -179,6 +330,11 @@ async fn main() -> anyhow::Result<()> {
     if !ready {
         let _ = child.kill();
         bail!("coffeebuddy-local did not become ready");
+    }
+    if cold_start_only {
+        // `local` has migrated the database; the functions only check it.
+        stop(child);
+        return cold_start_table(&bin_dir()?, &slack).await;
     }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -238,9 +394,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rss) = peak_rss_mib(child.id()) {
         println!("\nPeak resident memory of coffeebuddy-local: {rss:.1} MiB");
     }
+    stop(child);
+    cold_start_table(&bin_dir()?, &slack).await
+}
+
+/// SIGTERM, then wait: the server drains and exits.
+fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    Ok(())
 }

@@ -8,7 +8,7 @@
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
 //! - [`events`]: our CloudEvents, the transactional outbox, the Kafka and
 //!   in-process sinks, and the `POST /` intake.
-//! - [`secrets`]: the Slack secrets from Vault (Kubernetes auth, KV v2),
+//! - [`secrets`]: the secrets from Vault (Kubernetes auth, KV v2),
 //!   read once at start when `VAULT_ADDR` is set.
 //! - [`auth`]: Ory JWT verification for the operators' admin API.
 //! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.

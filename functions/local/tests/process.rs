@@ -253,7 +253,7 @@ async fn with_vault_it_starts_without_slack_variables_and_verifies_with_vaults_s
     assert_eq!(status.code(), Some(0));
     wait_for(&lines, "stopped cleanly", &mut seen);
     let logs = seen.join("\n");
-    assert!(logs.contains("read the Slack secrets from Vault"), "{logs}");
+    assert!(logs.contains("read the secrets from Vault"), "{logs}");
     for secret in [
         SIGNING_SECRET,
         BOT_TOKEN,
@@ -293,7 +293,7 @@ fn with_vault_refusing_the_read_it_refuses_to_start_naming_the_cause() {
         .unwrap_or_else(|| panic!("no fatal error line in:\n{stdout}"));
     let error = fatal["error"].as_str().unwrap();
     assert!(
-        error.contains("cannot load the Slack secrets from Vault"),
+        error.contains("cannot load the secrets from Vault"),
         "{error}"
     );
     assert!(error.contains("403: permission denied"), "{error}");

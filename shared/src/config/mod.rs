@@ -12,7 +12,9 @@
 //!
 //! With `VAULT_ADDR` set, the Slack secrets come from Vault instead and the
 //! `SLACK_SIGNING_SECRET`/`SLACK_BOT_TOKEN` variables are ignored (Vault wins
-//! whenever it is configured): the loaded [`Settings`] then have
+//! whenever it is configured); `DATABASE_URL` and `KAFKA_SASL_PASSWORD`
+//! become fallbacks for the secret's `database_url` and
+//! `kafka_sasl_password`. The loaded [`Settings`] then have
 //! [`Settings::secrets_pending`] set until [`crate::secrets::resolve`] has
 //! read them.
 
@@ -131,7 +133,9 @@ pub struct SlackSettings {
 /// Postgres connection settings.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// `DATABASE_URL`: a secret, since it usually carries a password.
+    /// `DATABASE_URL` (or Vault's `database_url`): a secret, since it
+    /// usually carries a password. Empty while [`Settings::secrets_pending`]
+    /// when neither has been read yet.
     pub url: SecretString,
     /// `DATABASE_POOL_MIN`: connections kept open while idle (0 suits
     /// scale-to-zero functions).
@@ -168,6 +172,11 @@ impl KafkaSecurityProtocol {
     /// Whether SASL credentials are needed.
     pub fn uses_sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    /// Whether the connection is TLS (so the `KAFKA_SSL_*` files apply).
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
     }
 }
 
@@ -225,8 +234,29 @@ pub struct KafkaSasl {
     pub mechanism: KafkaSaslMechanism,
     /// `KAFKA_SASL_USERNAME`.
     pub username: String,
-    /// `KAFKA_SASL_PASSWORD`.
+    /// `KAFKA_SASL_PASSWORD` (or Vault's `kafka_sasl_password`). Empty while
+    /// [`Settings::secrets_pending`] when it is to come from Vault.
     pub password: SecretString,
+}
+
+/// TLS files for the `ssl` and `sasl_ssl` protocols, each checked at load to
+/// be a readable file. All optional: without a CA file librdkafka trusts the
+/// system's CA store; the client certificate and key are for brokers that
+/// want mutual TLS.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaTls {
+    /// `KAFKA_SSL_CA_LOCATION` (librdkafka `ssl.ca.location`): PEM bundle of
+    /// the CAs that signed the brokers' certificates.
+    pub ca_location: Option<PathBuf>,
+    /// `KAFKA_SSL_CERTIFICATE_LOCATION` (`ssl.certificate.location`): our
+    /// client certificate (PEM), for mTLS.
+    pub certificate_location: Option<PathBuf>,
+    /// `KAFKA_SSL_KEY_LOCATION` (`ssl.key.location`): the client
+    /// certificate's private key (PEM).
+    pub key_location: Option<PathBuf>,
+    /// `KAFKA_SSL_KEY_PASSWORD` (`ssl.key.password`): the key's passphrase,
+    /// when it is encrypted.
+    pub key_password: Option<SecretString>,
 }
 
 /// Kafka settings; absent when `KAFKA_BROKERS` is unset.
@@ -241,6 +271,8 @@ pub struct KafkaSettings {
     pub security_protocol: KafkaSecurityProtocol,
     /// SASL credentials when the protocol needs them.
     pub sasl: Option<KafkaSasl>,
+    /// TLS files; only with `ssl`/`sasl_ssl` (always empty otherwise).
+    pub tls: KafkaTls,
     /// `KAFKA_TOPIC_RUN_EVENTS`.
     pub topic_run_events: String,
 }
@@ -304,10 +336,11 @@ pub struct Settings {
     pub kafka: Option<KafkaSettings>,
     /// Vault, when configured.
     pub vault: Option<VaultSettings>,
-    /// Whether the Slack secrets in [`Settings::slack`] still have to be read
-    /// from Vault: true straight after loading with `VAULT_ADDR` set, false
-    /// once [`crate::secrets::resolve`] has filled them in (and always false
-    /// without Vault). [`crate::runtime::Context::new`] refuses pending
+    /// Whether the secrets still have to be read from Vault (the Slack
+    /// secrets in [`Settings::slack`], and the database URL and SASL
+    /// password, which fall back to their variables): true straight after
+    /// loading with `VAULT_ADDR` set, false once [`crate::secrets::resolve`]
+    /// has filled them in (and always false without Vault). [`crate::runtime::Context::new`] refuses pending
     /// settings, so empty secrets can never verify a request or call Slack.
     pub secrets_pending: bool,
     /// Ory, when configured (always for the admin function).
@@ -360,6 +393,11 @@ impl fmt::Display for LoadSettingsError {
 }
 
 impl std::error::Error for LoadSettingsError {}
+
+/// Whether `url` names Postgres (`postgres://` or `postgresql://`).
+pub(crate) fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
 
 /// Whether a secret value is a template left unreplaced (or empty).
 pub(crate) fn is_placeholder(value: &str) -> bool {
@@ -512,20 +550,33 @@ impl Settings {
             None => "https://slack.com/api".to_owned(),
         };
 
-        let database_url = r.secret("DATABASE_URL", env);
-        if let Some(url) = &database_url {
-            let url = url.expose_secret();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        // With Vault, the secret's `database_url` wins and DATABASE_URL is
+        // only the fallback: it is neither required nor judged for
+        // placeholders here, but once [`crate::secrets::resolve`] knows which
+        // of the two is used. A malformed fallback is still named now.
+        let database_url = if secrets_pending {
+            let url = r.raw("DATABASE_URL").unwrap_or_default();
+            if !url.is_empty() && !is_postgres_url(&url) {
                 r.problem("DATABASE_URL", "must be a postgres:// URL");
             }
-        }
+            Some(SecretString::from(url))
+        } else {
+            let url = r.secret("DATABASE_URL", env);
+            if url
+                .as_ref()
+                .is_some_and(|u| !is_postgres_url(u.expose_secret()))
+            {
+                r.problem("DATABASE_URL", "must be a postgres:// URL");
+            }
+            url
+        };
         let pool_min = r.bounded("DATABASE_POOL_MIN", 0, 0, 1000) as u32;
         let pool_max = r.bounded("DATABASE_POOL_MAX", 10, 1, 1000) as u32;
         if pool_min > pool_max {
             r.problem("DATABASE_POOL_MIN", "must not exceed DATABASE_POOL_MAX");
         }
 
-        let kafka = Self::kafka(&mut r, &name, env);
+        let kafka = Self::kafka(&mut r, &name, env, secrets_pending);
         let vault = Self::vault(&mut r);
         let ory = Self::ory(&mut r, identity.requires_ory);
 
@@ -589,6 +640,7 @@ impl Settings {
         r: &mut Reader<'_>,
         service_name: &str,
         env: Option<Environment>,
+        vault: bool,
     ) -> Option<KafkaSettings> {
         let brokers = r.raw("KAFKA_BROKERS")?;
         let client_id = r
@@ -614,7 +666,15 @@ impl Settings {
                 }
             };
             let username = r.required("KAFKA_SASL_USERNAME");
-            let password = r.secret("KAFKA_SASL_PASSWORD", env);
+            // As with DATABASE_URL: with Vault, the secret's
+            // `kafka_sasl_password` wins and this is only the fallback.
+            let password = if vault {
+                Some(SecretString::from(
+                    r.raw("KAFKA_SASL_PASSWORD").unwrap_or_default(),
+                ))
+            } else {
+                r.secret("KAFKA_SASL_PASSWORD", env)
+            };
             match (mechanism, username, password) {
                 (Some(mechanism), Some(username), Some(password)) => Some(KafkaSasl {
                     mechanism,
@@ -626,6 +686,7 @@ impl Settings {
         } else {
             None
         };
+        let tls = Self::kafka_tls(r, security_protocol, env);
         let topic_run_events = r
             .raw("KAFKA_TOPIC_RUN_EVENTS")
             .unwrap_or_else(|| DEFAULT_RUN_EVENTS_TOPIC.to_owned());
@@ -634,8 +695,74 @@ impl Settings {
             client_id,
             security_protocol,
             sasl,
+            tls,
             topic_run_events,
         })
+    }
+
+    /// The `KAFKA_SSL_*` files: each must be a readable file, the client
+    /// certificate and key go together, and none of them means anything
+    /// without TLS (set there, they would silently do nothing, so they are
+    /// refused).
+    fn kafka_tls(
+        r: &mut Reader<'_>,
+        protocol: KafkaSecurityProtocol,
+        env: Option<Environment>,
+    ) -> KafkaTls {
+        const FILES: [&str; 3] = [
+            "KAFKA_SSL_CA_LOCATION",
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+            "KAFKA_SSL_KEY_LOCATION",
+        ];
+        const PASSWORD: &str = "KAFKA_SSL_KEY_PASSWORD";
+        if !protocol.uses_tls() {
+            for var in FILES.into_iter().chain([PASSWORD]) {
+                if r.raw(var).is_some() {
+                    r.problem(
+                        var,
+                        "is only used with KAFKA_SECURITY_PROTOCOL ssl or sasl_ssl",
+                    );
+                }
+            }
+            return KafkaTls::default();
+        }
+        let mut file = |var: &'static str| {
+            let path = PathBuf::from(r.raw(var)?.trim());
+            match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => r.problem(var, format!("{} is not a file", path.display())),
+                Err(e) => r.problem(var, format!("cannot read {}: {e}", path.display())),
+            }
+            Some(path)
+        };
+        let ca_location = file(FILES[0]);
+        let certificate_location = file(FILES[1]);
+        let key_location = file(FILES[2]);
+        match (&certificate_location, &key_location) {
+            (Some(_), None) => r.problem(
+                "KAFKA_SSL_KEY_LOCATION",
+                "is required with KAFKA_SSL_CERTIFICATE_LOCATION (mutual TLS needs both)",
+            ),
+            (None, Some(_)) => r.problem(
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                "is required with KAFKA_SSL_KEY_LOCATION (mutual TLS needs both)",
+            ),
+            _ => {}
+        }
+        let key_password = if r.raw(PASSWORD).is_none() {
+            None
+        } else if key_location.is_none() {
+            r.problem(PASSWORD, "is only used with KAFKA_SSL_KEY_LOCATION");
+            None
+        } else {
+            r.secret(PASSWORD, env)
+        };
+        KafkaTls {
+            ca_location,
+            certificate_location,
+            key_location,
+            key_password,
+        }
     }
 
     fn vault(r: &mut Reader<'_>) -> Option<VaultSettings> {
@@ -919,6 +1046,155 @@ mod tests {
         assert_eq!(k.topic_run_events, DEFAULT_RUN_EVENTS_TOPIC);
     }
 
+    /// A file in the temp directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(contents: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("coffeebuddy-config-test-{}", uuid::Uuid::new_v4()));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &'static str {
+            // Tests hold the file for their whole body; leaking the string
+            // keeps `with` simple.
+            Box::leak(self.0.display().to_string().into_boxed_str())
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn kafka_tls_files_are_taken_when_readable() {
+        let (ca, cert, key) = (
+            TempFile::new("ca"),
+            TempFile::new("cert"),
+            TempFile::new("key"),
+        );
+        let s = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k:9093"),
+                ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                ("KAFKA_SSL_CA_LOCATION", ca.path()),
+                ("KAFKA_SSL_CERTIFICATE_LOCATION", cert.path()),
+                ("KAFKA_SSL_KEY_LOCATION", key.path()),
+                ("KAFKA_SSL_KEY_PASSWORD", "key-pass-xyz"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap();
+        let tls = s.kafka.as_ref().unwrap().tls.clone();
+        assert_eq!(tls.ca_location, Some(ca.0.clone()));
+        assert_eq!(tls.certificate_location, Some(cert.0.clone()));
+        assert_eq!(tls.key_location, Some(key.0.clone()));
+        assert_eq!(
+            tls.key_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            Some("key-pass-xyz".to_owned())
+        );
+        assert!(!format!("{s:?}").contains("key-pass-xyz"));
+    }
+
+    #[test]
+    fn a_missing_kafka_tls_file_or_half_a_client_certificate_is_refused() {
+        let cert = TempFile::new("cert");
+        let dir = std::env::temp_dir().display().to_string();
+        let err = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k:9093"),
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                ("KAFKA_SASL_USERNAME", "cb"),
+                ("KAFKA_SASL_PASSWORD", "pw"),
+                ("KAFKA_SSL_CA_LOCATION", "/no/such/ca.pem"),
+                ("KAFKA_SSL_CERTIFICATE_LOCATION", cert.path()),
+                ("KAFKA_SSL_KEY_PASSWORD", "pw2"),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.vars(),
+            [
+                "KAFKA_SSL_CA_LOCATION",
+                "KAFKA_SSL_KEY_LOCATION",
+                "KAFKA_SSL_KEY_PASSWORD"
+            ]
+        );
+        assert!(
+            err.to_string().contains("cannot read /no/such/ca.pem"),
+            "{err}"
+        );
+
+        let err = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k:9093"),
+                ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                ("KAFKA_SSL_CA_LOCATION", Box::leak(dir.into_boxed_str())),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is not a file"), "{err}");
+    }
+
+    #[test]
+    fn kafka_tls_files_without_tls_are_refused_rather_than_ignored() {
+        let ca = TempFile::new("ca");
+        let err = load(
+            &with(&[
+                ("KAFKA_BROKERS", "k:9092"),
+                ("KAFKA_SSL_CA_LOCATION", ca.path()),
+            ]),
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(err.vars(), ["KAFKA_SSL_CA_LOCATION"]);
+        assert!(err.to_string().contains("ssl or sasl_ssl"), "{err}");
+    }
+
+    #[test]
+    fn with_vault_the_database_url_and_sasl_password_may_come_from_vault_instead() {
+        let s = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("VAULT_ADDR", "https://vault:8200"),
+                ("VAULT_ROLE", "coffeebuddy"),
+                ("KAFKA_BROKERS", "k:9093"),
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                ("KAFKA_SASL_USERNAME", "cb"),
+            ],
+            IDENTITY,
+        )
+        .unwrap();
+        assert!(s.secrets_pending);
+        assert!(s.database.url.expose_secret().is_empty());
+
+        let err = load(
+            &[
+                ("SERVICE_ENV", "prod"),
+                ("VAULT_ADDR", "https://vault:8200"),
+                ("VAULT_ROLE", "coffeebuddy"),
+                ("DATABASE_URL", "mysql://db"),
+            ],
+            IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.vars(),
+            ["DATABASE_URL"],
+            "a malformed fallback is named"
+        );
+    }
+
     #[test]
     fn the_ory_issuer_is_kept_exactly_as_written_for_the_iss_comparison() {
         let s = load(
@@ -1026,10 +1302,7 @@ mod tests {
             IDENTITY,
         )
         .unwrap_err();
-        assert_eq!(
-            err.vars(),
-            ["DATABASE_URL", "VAULT_ADDR", "VAULT_ROLE", "TICK_SECONDS"]
-        );
+        assert_eq!(err.vars(), ["VAULT_ADDR", "VAULT_ROLE", "TICK_SECONDS"]);
     }
 
     #[test]

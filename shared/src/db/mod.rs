@@ -1,10 +1,16 @@
 //! Postgres: the pool, the migrations (the schema's single source) and the
 //! readiness probe.
 //!
-//! Migrations run at every function start. sqlx's migrator takes a Postgres
-//! advisory lock for the duration of a run, so five functions starting at
-//! once serialise instead of racing; the ones that come second find nothing
-//! left to apply.
+//! Every function start makes sure the schema is current, cheaply: one
+//! query reads `_sqlx_migrations` and compares it with [`MIGRATOR`]
+//! (versions and checksums). Only when something differs (a pending
+//! migration, a fresh database, a checksum mismatch, a failed earlier run)
+//! does sqlx's migrator run; it takes a Postgres advisory lock for the
+//! duration, so five functions starting at once after a release serialise
+//! instead of racing, and the ones that come second find nothing left to
+//! apply. A scale-from-zero start of an already migrated database thus
+//! costs one round trip, not a lock, a `CREATE TABLE IF NOT EXISTS` and
+//! several queries.
 //!
 //! Queries shared by several functions live in the aggregate modules below;
 //! they take `&mut PgConnection` so callers decide the transaction.
@@ -50,18 +56,70 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// Applies migrations, retrying while Postgres is unreachable for up to
-/// `deadline` (a database that is still starting is normal during a
-/// rollout). Errors that waiting cannot fix, such as a failing migration,
-/// are returned at once.
+/// Whether the database holds exactly [`MIGRATOR`]'s migrations, all applied
+/// successfully and with the same checksums: one query, no lock. `false`
+/// also for a database never migrated (no `_sqlx_migrations` table). Where
+/// it says `false`, [`migrate`] decides (and refuses what it must, such as a
+/// changed migration).
+pub async fn schema_is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    // The table name is sqlx's constant, not input.
+    let query = format!(
+        "SELECT version, checksum, success FROM {} ORDER BY version",
+        MIGRATOR.table_name
+    );
+    let applied: Vec<(i64, Vec<u8>, bool)> = match sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => rows,
+        // undefined_table: a database no migrator has touched yet.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut expected = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration());
+    let mut applied = applied.iter();
+    loop {
+        match (expected.next(), applied.next()) {
+            (None, None) => return Ok(true),
+            (Some(m), Some((version, checksum, true)))
+                if m.version == *version && *m.checksum == **checksum => {}
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// Brings the schema up to date: the cheap check first, the (locking)
+/// migrator only when the check finds a difference. Returns whether the
+/// migrator ran.
+async fn bring_up_to_date(pool: &PgPool) -> Result<bool, sqlx::migrate::MigrateError> {
+    if schema_is_current(pool)
+        .await
+        .map_err(sqlx::migrate::MigrateError::Execute)?
+    {
+        return Ok(false);
+    }
+    migrate(pool).await.map(|()| true)
+}
+
+/// Makes sure the schema is current ([`schema_is_current`], else
+/// [`migrate`]), retrying while Postgres is unreachable for up to `deadline`
+/// (a database that is still starting is normal during a rollout). Errors
+/// that waiting cannot fix, such as a failing migration, are returned at
+/// once.
 pub async fn migrate_on_start(pool: &PgPool, deadline: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(250);
     loop {
-        match migrate(pool).await {
-            Ok(()) => {
+        match bring_up_to_date(pool).await {
+            Ok(migrated) => {
                 tracing::info!(
                     migrations = MIGRATOR.iter().count(),
+                    migrated,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
                     "database schema is up to date"
                 );
                 return Ok(());

@@ -62,7 +62,10 @@ pub enum DecodeKafkaEventError {
 }
 
 /// The librdkafka settings shared by every client we create. The SASL
-/// password goes only into librdkafka's config, never into a log line.
+/// password and the TLS key's passphrase go only into librdkafka's config,
+/// never into a log line. The TLS files (checked to be readable when the
+/// settings were loaded) are librdkafka's `ssl.*.location`s; without a CA
+/// file it trusts the system's CA store.
 fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -77,6 +80,19 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
             .set("sasl.mechanism", sasl.mechanism.as_str())
             .set("sasl.username", &sasl.username)
             .set("sasl.password", sasl.password.expose_secret());
+    }
+    let tls = &settings.tls;
+    for (key, path) in [
+        ("ssl.ca.location", &tls.ca_location),
+        ("ssl.certificate.location", &tls.certificate_location),
+        ("ssl.key.location", &tls.key_location),
+    ] {
+        if let Some(path) = path {
+            config.set(key, path.to_string_lossy());
+        }
+    }
+    if let Some(password) = &tls.key_password {
+        config.set("ssl.key.password", password.expose_secret());
     }
     config
 }
@@ -498,6 +514,46 @@ mod tests {
         .expect("decodes");
 
         assert_eq!(decoded, original);
+    }
+
+    #[test]
+    fn the_tls_files_and_key_passphrase_reach_librdkafka() {
+        use std::path::PathBuf;
+
+        use crate::config::{KafkaSecurityProtocol, KafkaTls};
+        let settings = KafkaSettings {
+            brokers: "k:9093".to_owned(),
+            client_id: "test".to_owned(),
+            security_protocol: KafkaSecurityProtocol::Ssl,
+            sasl: None,
+            tls: KafkaTls {
+                ca_location: Some(PathBuf::from("/etc/kafka/ca.pem")),
+                certificate_location: Some(PathBuf::from("/etc/kafka/client.pem")),
+                key_location: Some(PathBuf::from("/etc/kafka/client.key")),
+                key_password: Some("key-pass".to_owned().into()),
+            },
+            topic_run_events: "t".to_owned(),
+        };
+
+        let config = client_config(&settings);
+
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        assert_eq!(
+            config.get("ssl.certificate.location"),
+            Some("/etc/kafka/client.pem")
+        );
+        assert_eq!(
+            config.get("ssl.key.location"),
+            Some("/etc/kafka/client.key")
+        );
+        assert_eq!(config.get("ssl.key.password"), Some("key-pass"));
+
+        let plain = client_config(&KafkaSettings {
+            tls: KafkaTls::default(),
+            ..settings
+        });
+        assert_eq!(plain.get("ssl.ca.location"), None, "the system store then");
     }
 
     #[test]

@@ -4,6 +4,14 @@
 //! is installed once and its handle reused; in tests several apps in one
 //! process then share it, which is harmless because every series carries
 //! labels that tell them apart.
+//!
+//! Each scrape also reports the standard process metrics
+//! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+//! `process_open_fds`, `process_max_fds`, `process_start_time_seconds`,
+//! `process_virtual_memory_bytes`, `process_threads`), read from `/proc`
+//! at scrape time by `metrics-process`'s collector. They are written here
+//! rather than through the recorder because a `metrics` counter holds whole
+//! numbers only, and CPU seconds need their fraction.
 
 use std::sync::OnceLock;
 
@@ -74,13 +82,77 @@ pub fn record_build_info(service: &str, version: &str) {
 
 /// `GET $METRICS_PATH`.
 pub(crate) async fn render(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+    let mut text = handle.render();
+    write_process_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        handle.render(),
+        text,
     )
+}
+
+/// Appends the process metrics, in the names and types every Prometheus
+/// client library uses, so stock dashboards and alerts work unchanged. A
+/// value the platform cannot tell (no `/proc`) is left out, never faked.
+fn write_process_metrics(out: &mut String) {
+    use std::fmt::Write as _;
+    let m = metrics_process::collector::collect();
+    let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
+    let rows: [(&str, &str, &str, Option<f64>); 7] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            m.cpu_seconds_total,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            as_f64(m.resident_memory_bytes),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            as_f64(m.virtual_memory_bytes),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            as_f64(m.open_fds),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors (0 = unlimited).",
+            as_f64(m.max_fds),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            as_f64(m.start_time_seconds),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            as_f64(m.threads),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        if let Some(value) = value {
+            // Writing to a String cannot fail.
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

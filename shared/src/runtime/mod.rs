@@ -1,15 +1,20 @@
 //! The process shell every function shares: one [`run`] call from `main`
-//! loads settings, sets up logging, reads the Slack secrets from Vault when
-//! `VAULT_ADDR` is set ([`crate::secrets`]), sets up metrics, connects and
-//! migrates the database, serves the function's router next to `/health/live`,
-//! `/health/ready` and `METRICS_PATH`, and drains in-flight requests on
-//! SIGTERM (Knative's way of stopping a pod) or Ctrl-C.
+//! loads settings, sets up logging, reads the secrets from Vault when
+//! `VAULT_ADDR` is set ([`crate::secrets`]), sets up metrics, makes sure the
+//! database schema is current ([`db::migrate_on_start`]), serves the
+//! function's router next to `/health/live`, `/health/ready` and
+//! `METRICS_PATH`, and drains in-flight requests on SIGTERM (Knative's way
+//! of stopping a pod) or Ctrl-C. Built with the `lambda` feature and started
+//! by AWS Lambda, it serves the same router through the Lambda Runtime API
+//! instead ([`lambda`]).
 //!
 //! [`app`] and [`serve`] are separate from [`run`] so tests can build the
 //! exact production router around any inner router and drive it over a real
 //! socket with an injected shutdown signal.
 
 pub mod health;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod metrics;
 pub mod observe;
 
@@ -379,28 +384,46 @@ where
     }
 }
 
+/// Starts the function, then serves until SIGTERM.
+///
+/// A cold start is on the path of the first request after scale-to-zero,
+/// so the work is ordered for it: the database check (a connection and one
+/// query, mostly waiting on Postgres) runs in the background while the
+/// process builds its clients and router and binds the socket (mostly CPU).
+/// Requests are accepted only once the schema is known to be current, so
+/// none can meet an old schema; connections arriving earlier wait in the
+/// socket's backlog rather than being refused.
 async fn start<F>(settings: Settings, build: F) -> anyhow::Result<()>
 where
     F: FnOnce(Context) -> anyhow::Result<Service>,
 {
+    let started = std::time::Instant::now();
     tracing::info!(
         service = %settings.service.name,
         version = %settings.service.version,
         env = settings.service.env.as_str(),
         "starting"
     );
-    // Before anything is built from them: the Slack client and the signature
-    // verifier must only ever see the real secrets.
+    // Before anything is built from them: the Slack client, the signature
+    // verifier, the pool and the Kafka client must only ever see the real
+    // secrets.
     let settings = Arc::new(
         crate::secrets::resolve(settings)
             .await
-            .context("cannot load the Slack secrets from Vault")?,
+            .context("cannot load the secrets from Vault")?,
     );
+    let secrets_done = started.elapsed();
     metrics::handle();
     metrics::record_build_info(&settings.service.name, &settings.service.version);
 
     let pool = db::pool(&settings.database).context("invalid DATABASE_URL")?;
-    db::migrate_on_start(&pool, DATABASE_START_DEADLINE).await?;
+    let schema = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let result = db::migrate_on_start(&pool, DATABASE_START_DEADLINE).await;
+            (result, started.elapsed())
+        }
+    });
 
     let ctx = Context::new(Arc::clone(&settings), pool.clone(), Arc::new(SystemClock))?;
     let service = build(ctx.clone()).context("cannot build the service")?;
@@ -409,17 +432,42 @@ where
         .clone()
         .unwrap_or_else(|| ctx.effects.clone());
     let app = assemble(&ctx, service);
-    // Publishes what handlers commit, and anything an earlier process left;
-    // carries out their Slack effects.
-    let relay = ctx.outbox.spawn_relay();
-    let worker = effects.spawn();
+    let built = started.elapsed();
+
+    #[cfg(feature = "lambda")]
+    if lambda::is_lambda() {
+        let (result, _) = schema.await.context("the schema check panicked")?;
+        result?;
+        // Lambda freezes the process between invocations: the worker runs
+        // while one is in flight, and the scheduled ping drains the rest.
+        let relay = ctx.outbox.spawn_relay();
+        let worker = effects.spawn();
+        let served = lambda::serve(app).await;
+        relay.abort();
+        worker.abort();
+        pool.close().await;
+        return served;
+    }
 
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("no local address")?;
-    tracing::info!(addr = %local, "listening");
+    let (result, schema_done) = schema.await.context("the schema check panicked")?;
+    result?;
+    // Publishes what handlers commit, and anything an earlier process left;
+    // carries out their Slack effects.
+    let relay = ctx.outbox.spawn_relay();
+    let worker = effects.spawn();
+    tracing::info!(
+        addr = %local,
+        startup_ms = ms(started.elapsed()),
+        secrets_ms = ms(secrets_done),
+        build_ms = ms(built.saturating_sub(secrets_done)),
+        schema_ms = ms(schema_done.saturating_sub(secrets_done)),
+        "listening"
+    );
     serve(listener, app, shutdown_signal())
         .await
         .context("server error")?;
@@ -431,4 +479,9 @@ where
     worker.abort();
     pool.close().await;
     Ok(())
+}
+
+/// Milliseconds with a fraction, for start-up timings in the log.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }

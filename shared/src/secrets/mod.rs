@@ -1,12 +1,14 @@
-//! The Slack secrets from Vault (DESIGN §2), read once at start.
+//! The secrets from Vault (DESIGN §2), read once at start.
 //!
 //! With `VAULT_ADDR` set, [`resolve`] logs in with Vault's Kubernetes auth
 //! method (the projected ServiceAccount JWT from `VAULT_TOKEN_PATH`, role
 //! `VAULT_ROLE`, auth mount `VAULT_AUTH_PATH`), reads the KV v2 secret
 //! `VAULT_SECRET_PATH` on mount `VAULT_KV_MOUNT` with the client token it
-//! got, and takes [`SIGNING_SECRET_KEY`] and [`BOT_TOKEN_KEY`] from it. Without
-//! `VAULT_ADDR` the secrets already came from the environment and [`resolve`]
-//! changes nothing.
+//! got, and takes [`SIGNING_SECRET_KEY`] and [`BOT_TOKEN_KEY`] from it (both
+//! required), and [`DATABASE_URL_KEY`] and [`KAFKA_SASL_PASSWORD_KEY`] when
+//! it holds them: without them, `DATABASE_URL` and `KAFKA_SASL_PASSWORD` from
+//! the environment are the fallback. Without `VAULT_ADDR` the secrets already
+//! came from the environment and [`resolve`] changes nothing.
 //!
 //! # Read once
 //! Knative pods are short-lived and need the secrets only to start, so they
@@ -42,6 +44,14 @@ pub const SIGNING_SECRET_KEY: &str = "slack_signing_secret";
 /// Key of the Slack bot token in the Vault secret (`SLACK_BOT_TOKEN` is
 /// accepted too).
 pub const BOT_TOKEN_KEY: &str = "slack_bot_token";
+
+/// Key of the Postgres URL in the Vault secret (`DATABASE_URL` is accepted
+/// too). Optional: without it the `DATABASE_URL` variable is used.
+pub const DATABASE_URL_KEY: &str = "database_url";
+/// Key of the Kafka SASL password in the Vault secret (`KAFKA_SASL_PASSWORD`
+/// is accepted too). Optional: without it the `KAFKA_SASL_PASSWORD` variable
+/// is used. Read only where Kafka uses SASL.
+pub const KAFKA_SASL_PASSWORD_KEY: &str = "kafka_sasl_password";
 
 /// The environment variables Vault replaces when `VAULT_ADDR` is set.
 pub const REPLACED_ENV_VARS: [&str; 2] = ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"];
@@ -164,7 +174,7 @@ impl fmt::Display for Problems<'_> {
     }
 }
 
-/// Fills in the Slack secrets from Vault when `settings` are waiting for them
+/// Fills in the secrets from Vault when `settings` are waiting for them
 /// ([`Settings::secrets_pending`]), retrying with the default
 /// [`RetryPolicy`]; returns `settings` unchanged otherwise.
 pub async fn resolve(settings: Settings) -> Result<Settings, LoadSecretsError> {
@@ -179,10 +189,71 @@ pub async fn resolve_with(
     let Some(vault) = settings.vault.as_ref().filter(|_| settings.secrets_pending) else {
         return Ok(settings);
     };
-    let secrets = read_slack_secrets(vault, settings.service.env, retry).await?;
-    settings.slack.signing_secret = secrets.signing_secret;
-    settings.slack.bot_token = secrets.bot_token;
+    let env = settings.service.env;
+    let data = read_secret(vault, retry).await?;
+    let invalid = |problems| LoadSecretsError::InvalidSecret {
+        mount: vault.kv_mount.clone(),
+        path: vault.secret_path.clone(),
+        problems,
+    };
+
+    // Every problem of the secret at once, the optional keys' too.
+    let slack = slack_secrets(&data, env);
+    let mut problems = slack.as_ref().err().cloned().unwrap_or_default();
+    let database_url = with_fallback(
+        &data,
+        Fallback {
+            key: DATABASE_URL_KEY,
+            alias: "DATABASE_URL",
+            env_value: &settings.database.url,
+        },
+        env,
+        |url| {
+            crate::config::is_postgres_url(url)
+                .then_some(())
+                .ok_or("is not a postgres:// URL")
+        },
+    )
+    .map_err(|p| problems.push(p));
+    let sasl_password = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .map(|sasl| {
+            with_fallback(
+                &data,
+                Fallback {
+                    key: KAFKA_SASL_PASSWORD_KEY,
+                    alias: "KAFKA_SASL_PASSWORD",
+                    env_value: &sasl.password,
+                },
+                env,
+                |_| Ok(()),
+            )
+            .map_err(|p| problems.push(p))
+        });
+    let (Ok(slack), Ok((database_url, database_url_from)), true) =
+        (slack, database_url, problems.is_empty())
+    else {
+        return Err(invalid(problems));
+    };
+    settings.slack.signing_secret = slack.signing_secret;
+    settings.slack.bot_token = slack.bot_token;
+    settings.database.url = database_url;
+    let mut sasl_password_from = None;
+    if let (Some(Ok((password, from))), Some(sasl)) = (
+        sasl_password,
+        settings.kafka.as_mut().and_then(|k| k.sasl.as_mut()),
+    ) {
+        sasl.password = password;
+        sasl_password_from = Some(from);
+    }
     settings.secrets_pending = false;
+    tracing::info!(
+        database_url = database_url_from.as_str(),
+        kafka_sasl_password = sasl_password_from.map(Source::as_str),
+        "read the secrets from Vault"
+    );
     Ok(settings)
 }
 
@@ -191,18 +262,94 @@ struct SlackSecrets {
     bot_token: SecretString,
 }
 
+/// Where an optional secret came from (logged, never the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Vault,
+    Environment,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Vault => "vault",
+            Self::Environment => "environment",
+        }
+    }
+}
+
+/// An optional key of the Vault secret and the variable that stands in for
+/// it.
+struct Fallback<'a> {
+    key: &'static str,
+    /// The upper-case spelling, accepted in the secret too.
+    alias: &'static str,
+    /// The variable's value (empty = unset).
+    env_value: &'a SecretString,
+}
+
+/// The secret's `key` when it holds it (judged like the Slack keys, plus
+/// `check`), else the variable's value (judged the same way). The variable is
+/// named in the problem when it is the one at fault.
+fn with_fallback(
+    data: &HashMap<String, Value>,
+    fallback: Fallback<'_>,
+    env: Environment,
+    check: impl Fn(&str) -> Result<(), &'static str>,
+) -> Result<(SecretString, Source), SecretKeyProblem> {
+    let Fallback {
+        key,
+        alias,
+        env_value,
+    } = fallback;
+    let problem = |reason: String| SecretKeyProblem { key, reason };
+    let judge = |value: &str| -> Result<(), String> {
+        if env != Environment::Dev && is_placeholder(value) {
+            return Err(
+                "is a placeholder; store the real secret (placeholders are accepted \
+                        only with SERVICE_ENV=dev)"
+                    .to_owned(),
+            );
+        }
+        check(value).map_err(str::to_owned)
+    };
+    match data.get(key).or_else(|| data.get(alias)) {
+        Some(value) => {
+            let value = value
+                .as_str()
+                .ok_or_else(|| problem("is not a string".to_owned()))?;
+            if value.trim().is_empty() {
+                return Err(problem("is empty".to_owned()));
+            }
+            judge(value).map_err(problem)?;
+            tracing::debug!(key, "taken from the Vault secret");
+            Ok((SecretString::from(value.to_owned()), Source::Vault))
+        }
+        None => {
+            let value = env_value.expose_secret();
+            if value.trim().is_empty() {
+                return Err(problem(format!(
+                    "is missing, and {alias} is not set either (one of them must hold it)"
+                )));
+            }
+            judge(value).map_err(|reason| problem(format!("is missing, and {alias} {reason}")))?;
+            Ok((env_value.clone(), Source::Environment))
+        }
+    }
+}
+
+/// Logs in and reads the secret's key/value data.
 #[tracing::instrument(
     name = "vault",
     skip_all,
     fields(addr = %vault.addr, auth_mount = %vault.auth_path, role = %vault.role,
            kv_mount = %vault.kv_mount, secret_path = %vault.secret_path)
 )]
-async fn read_slack_secrets(
+async fn read_secret(
     vault: &VaultSettings,
-    env: Environment,
     retry: &RetryPolicy,
-) -> Result<SlackSecrets, LoadSecretsError> {
-    tracing::info!("reading the Slack secrets from Vault");
+) -> Result<HashMap<String, Value>, LoadSecretsError> {
+    tracing::info!("reading the secrets from Vault");
     let jwt = read_jwt(vault).await?;
     let mut client = client(vault, retry)?;
     // What must never appear in an error: the JWT now, the client token too
@@ -242,15 +389,7 @@ async fn read_slack_secrets(
             reason: read_hint(&e, vault, &scrub.describe(&e)),
         },
     })?;
-
-    let secrets =
-        slack_secrets(&data, env).map_err(|problems| LoadSecretsError::InvalidSecret {
-            mount: vault.kv_mount.clone(),
-            path: vault.secret_path.clone(),
-            problems,
-        })?;
-    tracing::info!("read the Slack secrets from Vault");
-    Ok(secrets)
+    Ok(data)
 }
 
 async fn read_jwt(vault: &VaultSettings) -> Result<SecretString, LoadSecretsError> {

@@ -44,6 +44,39 @@ fn load(env: &str, vars: &[(&'static str, String)]) -> Settings {
     .expect("valid settings")
 }
 
+/// Settings from exactly `vars` (no database URL added).
+fn load_exactly(env: &str, vars: &[(&'static str, String)]) -> Settings {
+    let mut vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    vars.push(("SERVICE_ENV".into(), env.into()));
+    Settings::from_lookup(IDENTITY, &move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("valid settings")
+}
+
+/// The Vault variables plus Kafka with SASL, and `extra`.
+fn with_sasl_kafka(
+    fake: &VaultFake,
+    token: &TokenFile,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut vars = fake.vars(token);
+    vars.extend([
+        ("KAFKA_BROKERS", "127.0.0.1:1".to_owned()),
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext".to_owned()),
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+        ("KAFKA_SASL_USERNAME", "coffeebuddy".to_owned()),
+    ]);
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    vars
+}
+
+const VAULT_DATABASE_URL: &str = "postgres://cb:vault-db-password@db.internal/coffeebuddy";
+const VAULT_SASL_PASSWORD: &str = "vault-kafka-password";
+
 /// The `VAULT_*` variables with one of them replaced.
 fn vars_with(
     fake: &VaultFake,
@@ -398,8 +431,189 @@ async fn no_secret_or_token_reaches_the_logs_even_at_trace_level() {
 
     // Assert
     let text = logs.contents();
-    assert!(text.contains("read the Slack secrets from Vault"), "{text}");
+    assert!(text.contains("read the secrets from Vault"), "{text}");
     for secret in [SIGNING_SECRET, BOT_TOKEN, JWT, CLIENT_TOKEN] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_url_and_sasl_password_in_vault_win_over_the_environment() {
+    // Arrange: the secret holds all four keys; the environment has stale
+    // fallbacks.
+    let fake = VaultFake::start().await;
+    let token = TokenFile::new();
+    fake.set_secret(json!({
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+        "database_url": VAULT_DATABASE_URL,
+        "kafka_sasl_password": VAULT_SASL_PASSWORD,
+    }));
+    let vars = with_sasl_kafka(
+        &fake,
+        &token,
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://cb:stale@db.internal/coffeebuddy",
+            ),
+            ("KAFKA_SASL_PASSWORD", "stale-kafka-password"),
+        ],
+    );
+
+    // Act
+    let settings = secrets::resolve_with(load_exactly("prod", &vars), &quick())
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(settings.database.url.expose_secret(), VAULT_DATABASE_URL);
+    let sasl = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .unwrap();
+    assert_eq!(sasl.password.expose_secret(), VAULT_SASL_PASSWORD);
+    assert_eq!(fake.calls().len(), 2, "one login, one read: read once");
+}
+
+#[tokio::test]
+async fn without_them_in_vault_the_database_url_and_sasl_password_come_from_the_environment() {
+    // Arrange: the secret holds only the Slack keys (the default fake).
+    let fake = VaultFake::start().await;
+    let token = TokenFile::new();
+    let vars = with_sasl_kafka(
+        &fake,
+        &token,
+        &[
+            ("DATABASE_URL", "postgres://cb:env@db.internal/coffeebuddy"),
+            ("KAFKA_SASL_PASSWORD", "env-kafka-password"),
+        ],
+    );
+
+    // Act
+    let settings = secrets::resolve_with(load_exactly("prod", &vars), &quick())
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "postgres://cb:env@db.internal/coffeebuddy"
+    );
+    let sasl = settings
+        .kafka
+        .as_ref()
+        .and_then(|k| k.sasl.as_ref())
+        .unwrap();
+    assert_eq!(sasl.password.expose_secret(), "env-kafka-password");
+    assert_eq!(settings.slack.bot_token.expose_secret(), BOT_TOKEN);
+}
+
+#[tokio::test]
+async fn a_database_url_or_sasl_password_in_neither_place_is_named_with_every_other_problem() {
+    // Arrange: no fallbacks in the environment, a secret without the bot
+    // token.
+    let fake = VaultFake::start().await;
+    let token = TokenFile::new();
+    fake.set_secret(json!({ "slack_signing_secret": SIGNING_SECRET }));
+
+    // Act
+    let err = refused(load_exactly("prod", &with_sasl_kafka(&fake, &token, &[]))).await;
+
+    // Assert
+    let LoadSecretsError::InvalidSecret { problems, .. } = &err else {
+        panic!("{err:?}");
+    };
+    let keys: Vec<_> = problems.iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        ["slack_bot_token", "database_url", "kafka_sasl_password"]
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("database_url is missing, and DATABASE_URL is not set either"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kafka_sasl_password is missing, and KAFKA_SASL_PASSWORD is not set either"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_database_url_in_vault_or_a_placeholder_fallback_is_refused_without_its_value() {
+    let fake = VaultFake::start().await;
+    let token = TokenFile::new();
+    fake.set_secret(json!({
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+        "database_url": "mysql://cb:hidden-pw@db/cb",
+    }));
+
+    let err = refused(load_exactly("prod", &fake.vars(&token))).await;
+    let text = err.to_string();
+    assert!(
+        text.contains("database_url is not a postgres:// URL"),
+        "{text}"
+    );
+    assert!(!text.contains("hidden-pw"), "{text}");
+
+    // The secret without database_url: the fallback is judged instead.
+    fake.set_secret(json!({
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+    }));
+    let mut vars = fake.vars(&token);
+    vars.push((
+        "DATABASE_URL",
+        "postgres://cb:__REPLACE_WITH_DB_PASSWORD__@db/cb".into(),
+    ));
+    let err = refused(load_exactly("prod", &vars)).await;
+    let text = err.to_string();
+    assert!(
+        text.contains("database_url is missing, and DATABASE_URL is a placeholder"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_database_url_and_sasl_password_from_vault_never_reach_the_logs() {
+    let logs = LogCapture::default();
+    let subscriber = telemetry::subscriber(
+        &LogSettings {
+            level: "trace".into(),
+            format: LogFormat::Json,
+        },
+        logs.clone(),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = VaultFake::start().await;
+    let token = TokenFile::new();
+    fake.set_secret(json!({
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+        "database_url": VAULT_DATABASE_URL,
+        "kafka_sasl_password": VAULT_SASL_PASSWORD,
+    }));
+
+    secrets::resolve_with(
+        load_exactly("prod", &with_sasl_kafka(&fake, &token, &[])),
+        &quick(),
+    )
+    .await
+    .unwrap();
+
+    let text = logs.contents();
+    assert!(
+        text.contains(r#""database_url":"vault""#)
+            && text.contains(r#""kafka_sasl_password":"vault""#),
+        "the log says where each came from: {text}"
+    );
+    for secret in ["vault-db-password", VAULT_SASL_PASSWORD] {
         assert!(
             !text.contains(secret),
             "{secret} leaked into the logs:\n{text}"

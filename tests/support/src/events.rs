@@ -71,6 +71,7 @@ pub fn kafka_settings(brokers: &str, topic: &str) -> KafkaSettings {
         client_id: "coffeebuddy-test".to_owned(),
         security_protocol: KafkaSecurityProtocol::Plaintext,
         sasl: None,
+        tls: Default::default(),
         topic_run_events: topic.to_owned(),
     }
 }

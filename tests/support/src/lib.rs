@@ -7,10 +7,12 @@
 //! for the Slack Web API and records every call, [`events`] builds and
 //! posts CloudEvents and provides Kafka (tansu) brokers and topics, [`ory`]
 //! fakes Ory's JWKS and mints operator tokens, [`vault_fake`] stands in for
-//! Vault's Kubernetes login and KV v2 reads, and [`LogCapture`] collects log
-//! lines for assertions.
+//! Vault's Kubernetes login and KV v2 reads, [`lambda_fake`] stands in for
+//! the AWS Lambda Runtime API, and [`LogCapture`] collects log lines for
+//! assertions.
 
 pub mod events;
+pub mod lambda_fake;
 pub mod ory;
 pub mod slack;
 pub mod slack_fake;

@@ -36,6 +36,57 @@ async fn migrations_apply_to_an_empty_database_and_again_safely(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn the_start_check_sees_a_current_schema_and_every_kind_of_difference(pool: PgPool) {
+    // A fresh database: nothing applied, not even the table.
+    assert!(!db::schema_is_current(&pool).await.unwrap());
+
+    db::migrate_on_start(&pool, std::time::Duration::from_secs(5))
+        .await
+        .expect("a fresh database is migrated at start");
+    assert_eq!(applied(&pool).await, MIGRATOR.iter().count() as i64);
+    assert!(db::schema_is_current(&pool).await.unwrap());
+    // Current: the start does nothing but the check, and succeeds.
+    db::migrate_on_start(&pool, std::time::Duration::from_secs(5))
+        .await
+        .expect("a current schema starts");
+
+    // A migration the code does not have yet (a newer release applied it):
+    // not current, and the migrator refuses as it always did.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(!db::schema_is_current(&pool).await.unwrap());
+    assert!(
+        db::migrate_on_start(&pool, std::time::Duration::from_secs(5))
+            .await
+            .is_err()
+    );
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 99990101000000")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(db::schema_is_current(&pool).await.unwrap());
+
+    // An applied migration whose file changed since: not current, refused.
+    sqlx::query(
+        "UPDATE _sqlx_migrations SET checksum = '\\x00'
+         WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(!db::schema_is_current(&pool).await.unwrap());
+    let err = db::migrate_on_start(&pool, std::time::Duration::from_secs(5))
+        .await
+        .expect_err("a changed migration is refused");
+    assert!(format!("{err:#}").contains("migrat"), "{err:#}");
+}
+
+#[sqlx::test(migrations = false)]
 async fn five_functions_migrating_at_once_all_succeed(_: PgPoolOptions, opts: PgConnectOptions) {
     // Arrange: five independent pools, as five function pods would have.
     let mut pools = Vec::new();
