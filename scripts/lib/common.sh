@@ -31,6 +31,34 @@ ensure_packages() {
     fi
 }
 
+# What the browser test needs (tests/browser): Debian's Chromium (never a
+# browser download), an emoji font so screenshots show the bot's emoji,
+# Node.js 20 or newer with npm, and the npm packages pinned in
+# tests/browser/package-lock.json (playwright-core). Installs only what is
+# missing.
+ensure_browser_test_tools() {
+    local wanted=(chromium fonts-noto-color-emoji) missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing Debian packages for the browser test: ${missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    [ "$major" -ge 20 ] || die "the browser test needs Node.js 20 or newer (found $(node --version 2>/dev/null || echo none))"
+    local want have
+    want=$(node -p 'require("./tests/browser/package-lock.json").packages["node_modules/playwright-core"].version')
+    have=$(node -p 'require("./tests/browser/node_modules/playwright-core/package.json").version' 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        log "installing the browser test's npm packages (tests/browser/package-lock.json)"
+        (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}
+
 # Makes sure cargo with rustfmt and clippy is available.
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

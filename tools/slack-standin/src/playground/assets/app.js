@@ -235,10 +235,11 @@
     return conv.messages.reduce((n, m) => n + 1 + (m.replies || []).length, 0);
   }
 
-  function navButton(id, label, note, badge) {
-    const b = el('button', { type: 'button', 'aria-current': current === id ? 'true' : 'false', 'data-key': `nav|${id}` }, label);
+  function navButton(id, label, note, badge, spoken) {
+    const name = [spoken || label, note, badge > 0 ? `${badge} new` : ''].filter(Boolean).join(', ');
+    const b = el('button', { type: 'button', 'aria-current': current === id ? 'true' : 'false', 'data-key': `nav|${id}`, 'aria-label': name }, label);
     if (note) b.append(el('span', { class: 'note' }, ` ${note}`));
-    if (badge > 0) b.append(el('span', { class: 'badge', 'aria-label': `${badge} new` }, String(badge)));
+    if (badge > 0) b.append(el('span', { class: 'badge', 'aria-hidden': 'true' }, String(badge)));
     b.addEventListener('click', () => select(id));
     return el('li', {}, b);
   }
@@ -248,11 +249,11 @@
     channels.replaceChildren();
     for (const c of snapshot.channels) {
       const unseen = current === c.id ? 0 : Math.max(0, countVisible(c) - (seen[key(c.id)] || 0));
-      channels.append(navButton(c.id, `# ${c.name}`, c.bot_member ? '' : '(bot not invited)', unseen));
+      channels.append(navButton(c.id, `# ${c.name}`, c.bot_member ? '' : '(bot not invited)', unseen, `#${c.name}`));
     }
     const dm = snapshot.dm;
     const dmUnseen = current === 'dm' ? 0 : Math.max(0, countVisible(dm) - (seen[key('dm')] || 0));
-    $('dms').replaceChildren(navButton('dm', 'CoffeeBuddy', '', dmUnseen));
+    $('dms').replaceChildren(navButton('dm', 'CoffeeBuddy', '', dmUnseen, 'CoffeeBuddy (direct messages)'));
     $('apps').replaceChildren(navButton('home', 'CoffeeBuddy — Home', '', 0));
   }
 
