@@ -225,6 +225,7 @@ impl Config {
             client_id: "coffeebuddy-kafka-source".to_owned(),
             security_protocol: KafkaSecurityProtocol::Plaintext,
             sasl: None,
+            tls: Default::default(),
             topic_run_events: self.topic.clone(),
         }
     }
