@@ -8,7 +8,7 @@
 --
 -- Effects are ordered per *lane*: the Slack conversation they write into
 -- (a channel id, or `dm:<user>` for a person's DM, `eph:<channel>:<user>`
--- for private answers). Only the oldest unfinished effect of a lane is
+-- for private answers, `home:<user>` for the App Home). Only the oldest unfinished effect of a lane is
 -- worked on, so one conversation's messages keep their order, while lanes
 -- run in parallel: one channel's trouble never delays another's.
 CREATE TABLE effects (
@@ -16,8 +16,9 @@ CREATE TABLE effects (
     -- Creation order within a lane.
     seq                bigint      GENERATED ALWAYS AS IDENTITY,
     lane               text        NOT NULL CHECK (lane <> ''),
-    -- The channel the effect is about (for operators, retention, reset).
-    channel_id         text        NOT NULL CHECK (channel_id <> ''),
+    -- The channel the effect is about (for operators); none for a person's
+    -- App Home.
+    channel_id         text        CHECK (channel_id <> ''),
     run_id             uuid        REFERENCES runs (run_id) ON DELETE CASCADE,
     -- `effects::EffectKind` in the code; the JSON below is its payload.
     kind               text        NOT NULL CHECK (kind <> ''),

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::app::{responses, run_view};
-use coffeebuddy_shared::db::{channels, orders, runs};
+use coffeebuddy_shared::db::{channels, follow_through, orders, runs};
+use coffeebuddy_shared::domain::follow_through::Milestone;
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::domain::order::OrderText;
 use coffeebuddy_shared::effects::Effect;
@@ -14,9 +15,9 @@ use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
 };
-use coffeebuddy_shared::slack::home;
 use coffeebuddy_shared::slack::payloads::{BlockAction, Interaction, ViewSubmission};
 use coffeebuddy_shared::slack::signature::SignedBody;
+use coffeebuddy_shared::slack::{home, runner_dm};
 use uuid::Uuid;
 
 /// Why an interaction failed on our side.
@@ -66,6 +67,12 @@ pub(crate) async fn handle(
         }
         Interaction::BlockAction(action) if action.action_id == blocks::ACTION_CLOSE => {
             close_run(&ctx, action).await
+        }
+        Interaction::BlockAction(action) if action.action_id == runner_dm::ACTION_PICKED_UP => {
+            follow_through(&ctx, action, Milestone::PickedUp).await
+        }
+        Interaction::BlockAction(action) if action.action_id == runner_dm::ACTION_DELIVERED => {
+            follow_through(&ctx, action, Milestone::Delivered).await
         }
         Interaction::ViewSubmission(view) if view.callback_id == blocks::ORDER_MODAL_CALLBACK => {
             submit_order(&ctx, view).await
@@ -298,5 +305,53 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
     .await?;
     ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, closed_by = %user, authorized, "close requested");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// **Picked up** / **Delivered** (DESIGN §1.9): only the runner may press;
+/// the first press of each tells the channel (an effect, in the summary's
+/// thread) and records its time; pressing again changes nothing; anyone
+/// else is refused privately.
+async fn follow_through(
+    ctx: &Context,
+    action: BlockAction,
+    milestone: Milestone,
+) -> Result<Response, InteractError> {
+    let Some(run_id) = run_id_of(action.value.as_deref()) else {
+        tracing::warn!("follow-through button without a run id");
+        return Ok(StatusCode::OK.into_response());
+    };
+    let mut tx = ctx.db.begin().await?;
+    let pressed =
+        follow_through::press(&mut tx, run_id, &action.user_id, milestone, ctx.clock.now()).await;
+    match pressed {
+        Ok(follow_through::Pressed::First) => {
+            let channel: Option<String> =
+                sqlx::query_scalar("SELECT channel_id FROM runs WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(channel_id) = channel.and_then(|c| ChannelId::parse(&c).ok()) {
+                let announce = Effect::AnnounceMilestone {
+                    run_id,
+                    channel_id,
+                    milestone,
+                };
+                ctx.record_effect(&mut tx, &announce).await?;
+            }
+            ctx.commit_and_publish(tx).await?;
+            tracing::info!(%run_id, %milestone, "runner follow-through");
+        }
+        Ok(follow_through::Pressed::Again) => {
+            tx.commit().await?;
+            tracing::debug!(%run_id, %milestone, "pressed again; nothing changes");
+        }
+        Err(follow_through::PressError::Database(e)) => return Err(e.into()),
+        Err(refusal) => {
+            drop(tx);
+            tracing::info!(%run_id, user_id = %action.user_id, reason = %refusal, "refused a follow-through press");
+            tell(ctx, &action, None, &refusal.to_string()).await?;
+        }
+    }
     Ok(StatusCode::OK.into_response())
 }

@@ -10,7 +10,7 @@
 //! retries (the retry finds no receipt, because nothing was committed).
 //!
 //! `app_home_opened` (tab `home`) asks for the person's `home` view
-//! (`slack::home::home_view`) to be published: an effect (DESIGN §5),
+//! (`app::home::home_view`) to be published: an effect (DESIGN §5),
 //! performed after the ack by the effect worker.
 
 use axum::Json;
@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coffeebuddy_shared::db::event_receipts;
+use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::events_api::{
     EventsApiRequest, RETRY_NUM_HEADER, RETRY_REASON_HEADER, SlackEvent, parse_events_request,
@@ -104,13 +105,14 @@ async fn receive(
     }
     match event {
         SlackEvent::AppHomeOpened { user, tab } if tab == "home" => {
-            // The `views.publish` of `slack::home::home_view(conn, user)` is
-            // an effect: the effect worker (issue 7) performs it after the
-            // ack. Its row belongs here, in this transaction.
+            // The `views.publish` is an effect (DESIGN §5): the worker
+            // renders the view at send time, after the ack.
+            let publish = Effect::PublishHome { user: user.clone() };
+            ctx.record_effect(&mut tx, &publish).await?;
             tracing::info!(user_id = %user, "App Home opened: home view to publish");
         }
         SlackEvent::AppHomeOpened { .. } | SlackEvent::Other { .. } => {}
     }
-    tx.commit().await?;
+    ctx.commit_and_publish(tx).await?;
     Ok(Received::First)
 }

@@ -11,7 +11,10 @@
 //!      Kafka being down delays events, never loses them;
 //!   2. send every pending reminder due before the next tick, each at its
 //!      due time, so reminders land within seconds although ticks are a
-//!      minute apart. The tick period is read from `TICK_SECONDS` (default
+//!      minute apart, and close every run whose auto-close falls due before
+//!      the next tick, at its time;
+//!   3. repair runs no event will finish, and carry out the Slack effects
+//!      left (anyone's). The tick period is read from `TICK_SECONDS` (default
 //!      60, PingSource's schedule); set it to the PingSource period.
 //!
 //! Each reminder goes out at most once: it is claimed under a row lock and
@@ -20,6 +23,7 @@
 //! everything was down goes out on the first tick after recovery and is
 //! counted as late.
 
+mod auto_close;
 mod schedule;
 mod send;
 mod store;
@@ -101,7 +105,13 @@ async fn tick(ctx: &Context) -> Result<(), HandleEventError> {
     if let Err(e) = &repaired {
         tracing::warn!(error = %e, "repair pass failed; the next tick retries it");
     }
-    send::due_reminders(ctx).await?;
+    // Reminders and auto-closes due before the next tick, each at its time.
+    let (reminded, closed) = tokio::join!(
+        send::due_reminders(ctx),
+        auto_close::due_closes(ctx, send::tick_period(ctx))
+    );
+    reminded?;
+    closed?;
     ctx.effects.drain(TICK_EFFECTS_BUDGET).await?;
     repaired?;
     swept

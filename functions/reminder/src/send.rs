@@ -78,7 +78,7 @@ pub(crate) async fn due_reminders(ctx: &Context) -> Result<(), HandleEventError>
 }
 
 /// The tick period, also how far ahead a tick looks.
-fn tick_period(ctx: &Context) -> Duration {
+pub(crate) fn tick_period(ctx: &Context) -> Duration {
     Duration::seconds(i64::try_from(ctx.settings.tick_seconds).unwrap_or(i64::MAX / 1000))
 }
 

@@ -147,6 +147,25 @@ pub async fn decide(
     })
 }
 
+/// Auto-close (DESIGN §1.10): closes `run_id` exactly as if its starter had
+/// pressed **Close run**, if it is still open: moves it to `closing` and
+/// decides it in the caller's transaction.
+pub async fn auto_close(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    event_source: &str,
+    run_id: Uuid,
+) -> Result<Closed, sqlx::Error> {
+    let Some(run) = runs::lock(&mut *conn, run_id).await? else {
+        return Ok(Closed::NotClosing);
+    };
+    if run.status != runs::RunStatus::Open {
+        return Ok(Closed::NotClosing);
+    }
+    runs::request_close(&mut *conn, run_id, &run.initiator_id, now).await?;
+    decide(conn, now, event_source, run_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! - [`authz`]: who may govern a channel (channel admins, workspace admins).
 //! - [`close`]: closing a run: the fair pick, the outcome and its effects,
 //!   decided in one transaction.
+//! - [`home`]: a person's App Home tab, read from the database.
 //! - [`responses`]: Slack `response_url`s kept for their 30-minute life by
 //!   the function that answers with them.
 //! - [`worker`]: the effect worker that carries out [`crate::effects`].
@@ -13,6 +14,7 @@
 
 pub mod authz;
 pub mod close;
+pub mod home;
 pub mod repair;
 pub mod responses;
 pub mod run_view;

@@ -39,6 +39,10 @@ pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, L
     let malformed =
         |what: &str| LoadRunViewError::Malformed(format!("stored {what} is not a Slack id"));
     Ok(RunView {
+        why: run.runner_why.clone(),
+        closes_at: run
+            .auto_close_at
+            .map(|at| Pickup::from_stored(at).display_in(tz)),
         run_id: run.run_id,
         channel_id: ChannelId::parse(&run.channel_id).map_err(|_| malformed("channel"))?,
         initiator: UserId::parse(&run.initiator_id).map_err(|_| malformed("initiator"))?,

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::app::{responses, run_view};
+use crate::app::{home, responses, run_view};
 use crate::clock::SharedClock;
 use crate::db::runs;
 use crate::domain::ids::{ChannelId, UserId};
@@ -51,6 +51,7 @@ use crate::effects::{self, Effect};
 use crate::events::{self, NewEvent, RunClosed};
 use crate::slack::blocks::{self, OutgoingMessage, RunView};
 use crate::slack::client::{Failure, PostOptions, RetryPolicy, SlackApiError, SlackClient};
+use crate::slack::runner_dm;
 
 /// Counter of finished effect attempts, labelled `kind` and `outcome`
 /// (`done`, `retry`, `failed`, `unknown`, `dead`).
@@ -292,7 +293,7 @@ impl EffectWorker {
         }
     }
 
-    #[tracing::instrument(name = "effect", skip_all, fields(effect_id = %claimed.effect_id, kind = %claimed.kind, channel_id = %claimed.channel_id, attempt = claimed.attempts))]
+    #[tracing::instrument(name = "effect", skip_all, fields(effect_id = %claimed.effect_id, kind = %claimed.kind, channel_id = claimed.channel_id.as_deref().unwrap_or(""), attempt = claimed.attempts))]
     async fn try_perform(&self, claimed: &Claimed) -> Result<(), sqlx::Error> {
         let Some(effect) = claimed.effect.clone() else {
             return self
@@ -511,7 +512,7 @@ impl EffectWorker {
                         channel_id.as_ref(),
                         None,
                         &[blocks::run_message(&view)],
-                        false,
+                        Thread::None,
                     )
                     .await?;
                 if attempt.outcome == Outcome::Done {
@@ -543,7 +544,7 @@ impl EffectWorker {
                     channel_id.as_ref(),
                     None,
                     &blocks::summary_pages(&view),
-                    true,
+                    Thread::UnderFirst,
                 )
                 .await
             }
@@ -559,7 +560,7 @@ impl EffectWorker {
                     channel_id.as_ref(),
                     None,
                     &[blocks::cancelled_message(&view)],
-                    false,
+                    Thread::None,
                 )
                 .await
             }
@@ -571,8 +572,8 @@ impl EffectWorker {
                     claimed,
                     user.as_ref(),
                     Some(user),
-                    &blocks::runner_dm_pages(&view),
-                    false,
+                    &runner_dm::runner_dm_messages(&view),
+                    Thread::None,
                 )
                 .await
             }
@@ -585,7 +586,7 @@ impl EffectWorker {
                     user.as_ref(),
                     Some(user),
                     &[blocks::participant_dm(&view, user)],
-                    false,
+                    Thread::None,
                 )
                 .await
             }
@@ -598,9 +599,39 @@ impl EffectWorker {
                     user.as_ref(),
                     Some(user),
                     &blocks::reminder_dm_pages(&view),
-                    false,
+                    Thread::None,
                 )
                 .await
+            }
+            Effect::AnnounceMilestone {
+                run_id,
+                channel_id,
+                milestone,
+            } => {
+                let Some((_, view)) = self.load(*run_id).await? else {
+                    return nothing();
+                };
+                // In the summary's thread; in the channel if there is none.
+                let summary: Option<String> = sqlx::query_scalar(
+                    "SELECT progress -> 'posted' ->> 0 FROM effects \
+                     WHERE run_id = $1 AND kind = 'post_summary' AND status = 'done'",
+                )
+                .bind(run_id)
+                .fetch_optional(&self.db)
+                .await?
+                .flatten();
+                let thread = summary.map_or(Thread::None, Thread::Under);
+                let message = blocks::milestone_message(&view, *milestone);
+                self.post_pages(claimed, channel_id.as_ref(), None, &[message], thread)
+                    .await
+            }
+            Effect::PublishHome { user } => {
+                let view = {
+                    let mut conn = self.db.acquire().await?;
+                    home::home_view(&mut conn, user).await?
+                };
+                let result = self.slack.publish_view(user, &view).await;
+                Ok(self.settle_idempotent(claimed, result))
             }
             Effect::Ephemeral {
                 channel_id,
@@ -695,16 +726,16 @@ impl EffectWorker {
     }
 
     /// Posts `pages` to `target` (a channel, or a user id for a DM: then
-    /// `dm_user`), the pages after the first in the first one's thread when
-    /// `thread`. Continues after the pages earlier attempts posted, and
-    /// reads back before repeating one whose outcome is in doubt.
+    /// `dm_user`), threaded as `thread` says. Continues after the pages
+    /// earlier attempts posted, and reads back before repeating one whose
+    /// outcome is in doubt.
     async fn post_pages(
         &self,
         claimed: &Claimed,
         target: &str,
         dm_user: Option<&UserId>,
         pages: &[OutgoingMessage],
-        thread: bool,
+        thread: Thread,
     ) -> Result<Attempt, sqlx::Error> {
         let mut progress = progress_of(&claimed.progress);
         let mut in_doubt = claimed.in_doubt;
@@ -744,10 +775,11 @@ impl EffectWorker {
                 }
             }
             let options = PostOptions {
-                thread_ts: if thread && page > 0 {
-                    progress.posted.first().cloned()
-                } else {
-                    None
+                thread_ts: match &thread {
+                    Thread::None => None,
+                    Thread::UnderFirst if page > 0 => progress.posted.first().cloned(),
+                    Thread::UnderFirst => None,
+                    Thread::Under(ts) => Some(ts.clone()),
                 },
                 effect_key: Some(key),
             };
@@ -809,6 +841,17 @@ impl EffectWorker {
             .await
             .map_err(ReadBack::from)
     }
+}
+
+/// Where the pages of a post go.
+#[derive(Debug, Clone)]
+enum Thread {
+    /// Each page in the conversation itself.
+    None,
+    /// The first page in the conversation, the others in its thread.
+    UnderFirst,
+    /// Every page in the thread of this message.
+    Under(String),
 }
 
 /// Why a read-back did not answer.

@@ -95,13 +95,18 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     /// When it closed or was cancelled.
     pub closed_at: Option<DateTime<Utc>>,
+    /// When an open run closes itself (DESIGN §1.10), if auto-close was on
+    /// when it started.
+    pub auto_close_at: Option<DateTime<Utc>>,
+    /// Why the runner was picked (DESIGN §1.12), once closed.
+    pub runner_why: Option<String>,
 }
 
 /// The column list every query of this module selects (a macro so the SQL stays a
 /// `&'static str`, as sqlx requires).
 macro_rules! run_columns {
     () => {
-        "run_id, channel_id, team_id, initiator_id, status, pickup_at, note, message_ts, runner_id, close_requested_by, created_at, closed_at"
+        "run_id, channel_id, team_id, initiator_id, status, pickup_at, note, message_ts, runner_id, close_requested_by, created_at, closed_at, auto_close_at, runner_why"
     };
 }
 

@@ -11,7 +11,8 @@ use std::fmt;
 use super::ids::UserId;
 
 /// One of the runner's two buttons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Milestone {
     /// **Picked up**: the runner has the coffee.
     PickedUp,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::follow_through::Milestone;
 use crate::domain::ids::{ChannelId, UserId};
 
 /// How long an effect is retried before it is given up and parked in the
@@ -94,6 +95,22 @@ pub enum Effect {
         /// The runner.
         user: UserId,
     },
+    /// The channel hears that its coffee was picked up or delivered: a reply
+    /// in the summary's thread (in the channel when there is no summary).
+    AnnounceMilestone {
+        /// The run.
+        run_id: Uuid,
+        /// The channel.
+        channel_id: ChannelId,
+        /// Which button the runner pressed first.
+        milestone: Milestone,
+    },
+    /// Publish a person's App Home tab (`views.publish`), rendered at send
+    /// time.
+    PublishHome {
+        /// Whose Home tab.
+        user: UserId,
+    },
     /// A private answer to one person: through the `response_url` of their
     /// request while it lives, else `chat.postEphemeral`.
     Ephemeral {
@@ -120,6 +137,8 @@ impl Effect {
             Self::DmRunner { .. } => "dm_runner",
             Self::DmParticipant { .. } => "dm_participant",
             Self::DmReminder { .. } => "dm_reminder",
+            Self::AnnounceMilestone { .. } => "announce_milestone",
+            Self::PublishHome { .. } => "publish_home",
             Self::Ephemeral { .. } => "ephemeral",
         }
     }
@@ -131,7 +150,9 @@ impl Effect {
             Self::PostRunMessage { channel_id, .. }
             | Self::UpdateRunMessage { channel_id, .. }
             | Self::PostSummary { channel_id, .. }
-            | Self::PostCancelled { channel_id, .. } => channel_id.to_string(),
+            | Self::PostCancelled { channel_id, .. }
+            | Self::AnnounceMilestone { channel_id, .. } => channel_id.to_string(),
+            Self::PublishHome { user } => format!("home:{user}"),
             Self::DmRunner { user, .. }
             | Self::DmParticipant { user, .. }
             | Self::DmReminder { user, .. } => format!("dm:{user}"),
@@ -141,8 +162,8 @@ impl Effect {
         }
     }
 
-    /// The channel the effect is about.
-    pub fn channel_id(&self) -> &ChannelId {
+    /// The channel the effect is about (none for an App Home).
+    pub fn channel_id(&self) -> Option<&ChannelId> {
         match self {
             Self::PostRunMessage { channel_id, .. }
             | Self::UpdateRunMessage { channel_id, .. }
@@ -151,7 +172,9 @@ impl Effect {
             | Self::DmRunner { channel_id, .. }
             | Self::DmParticipant { channel_id, .. }
             | Self::DmReminder { channel_id, .. }
-            | Self::Ephemeral { channel_id, .. } => channel_id,
+            | Self::AnnounceMilestone { channel_id, .. }
+            | Self::Ephemeral { channel_id, .. } => Some(channel_id),
+            Self::PublishHome { .. } => None,
         }
     }
 
@@ -164,8 +187,9 @@ impl Effect {
             | Self::PostCancelled { run_id, .. }
             | Self::DmRunner { run_id, .. }
             | Self::DmParticipant { run_id, .. }
-            | Self::DmReminder { run_id, .. } => Some(*run_id),
-            Self::Ephemeral { .. } => None,
+            | Self::DmReminder { run_id, .. }
+            | Self::AnnounceMilestone { run_id, .. } => Some(*run_id),
+            Self::Ephemeral { .. } | Self::PublishHome { .. } => None,
         }
     }
 
@@ -173,7 +197,10 @@ impl Effect {
     /// re-render the current state, so repeating one is harmless; every
     /// post must be reconciled before it is sent again.
     pub fn is_idempotent(&self) -> bool {
-        matches!(self, Self::UpdateRunMessage { .. })
+        matches!(
+            self,
+            Self::UpdateRunMessage { .. } | Self::PublishHome { .. }
+        )
     }
 }
 
@@ -207,7 +234,7 @@ pub async fn enqueue_at(
     )
     .bind(Uuid::new_v4())
     .bind(effect.lane())
-    .bind(effect.channel_id().as_ref())
+    .bind(effect.channel_id().map(AsRef::<str>::as_ref))
     .bind(effect.run_id())
     .bind(effect.kind())
     .bind(payload)

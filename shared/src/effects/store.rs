@@ -31,8 +31,8 @@ pub struct Claimed {
     pub payload: Value,
     /// The stored kind name.
     pub kind: String,
-    /// The channel it is about.
-    pub channel_id: String,
+    /// The channel it is about (none for an App Home).
+    pub channel_id: Option<String>,
     /// Attempts including this one: fences the outcome record, so a worker
     /// whose lease expired cannot overwrite the outcome of the next one.
     pub attempts: i32,
@@ -52,7 +52,7 @@ struct ClaimedRow {
     effect_id: Uuid,
     kind: String,
     payload: Value,
-    channel_id: String,
+    channel_id: Option<String>,
     attempts: i32,
     in_doubt: bool,
     progress: Value,
@@ -237,7 +237,7 @@ pub async fn bury(
         source: DeadLetterSource::Effect,
         ref_id: claimed.effect_id.to_string(),
         kind: claimed.kind.clone(),
-        channel_id: Some(claimed.channel_id.clone()),
+        channel_id: claimed.channel_id.clone(),
         payload: claimed.payload.clone(),
         error: error.to_owned(),
         attempts: claimed.attempts,

@@ -119,6 +119,12 @@ pub struct RunView {
     pub runner: Option<UserId>,
     /// Active orders, in the order they should be listed.
     pub orders: Vec<OrderLine>,
+    /// Why the runner was picked (DESIGN §1.12), one line from the very
+    /// decision, once closed.
+    pub why: Option<String>,
+    /// When orders close by themselves (auto-close, DESIGN §1.10), already
+    /// formatted in the channel's time zone.
+    pub closes_at: Option<String>,
 }
 
 impl RunView {
@@ -298,7 +304,9 @@ fn paged(head: String, view: &RunView, text: String) -> Vec<OutgoingMessage> {
     let mut blocks = first;
     for section_text in all_order_sections(&view.orders) {
         let section_chars = section_text.chars().count();
-        if blocks.len() + 1 >= MAX_BLOCKS
+        // Two blocks kept free on every page: its "continued" line and the
+        // runner's buttons of a reminder.
+        if blocks.len() + 3 > MAX_BLOCKS
             || chars + section_chars + CONTINUED_RESERVE > MAX_MESSAGE_CHARS
         {
             pages.push(std::mem::take(&mut blocks));
@@ -335,6 +343,11 @@ pub fn run_message(view: &RunView) -> OutgoingMessage {
     for line in details(view) {
         head.push('\n');
         head.push_str(&line);
+    }
+    if let (RunState::Open, Some(at)) = (view.state, &view.closes_at) {
+        head.push_str(&format!(
+            "\n:hourglass_flowing_sand: Orders close by themselves at *{at}*"
+        ));
     }
     let count = view.participant_count();
     let mut blocks = vec![section(&head)];
@@ -485,6 +498,10 @@ pub fn summary_pages(view: &RunView) -> Vec<OutgoingMessage> {
         head.push('\n');
         head.push_str(&line);
     }
+    if let Some(why) = &view.why {
+        // Our own text around ids we parsed: no user text to escape.
+        head.push_str(&format!("\n:scales: _{why}_"));
+    }
     paged(
         head,
         view,
@@ -584,7 +601,13 @@ pub fn reminder_dm_pages(view: &RunView) -> Vec<OutgoingMessage> {
     if let Some(note) = view.note.as_deref().filter(|n| !n.trim().is_empty()) {
         head.push_str(&format!("\n:memo: {}", user_text(note)));
     }
-    paged(head, view, headline)
+    let mut pages = paged(head, view, headline);
+    // The runner's buttons under the last page (`paged` keeps a block and
+    // some characters free on every page).
+    if let Some(Value::Array(blocks)) = pages.last_mut().map(|p| &mut p.blocks) {
+        blocks.push(crate::slack::runner_dm::follow_through_buttons(view.run_id));
+    }
+    pages
 }
 
 /// The first message of [`reminder_dm_pages`] (all of it for runs that fit one).
@@ -598,6 +621,30 @@ pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
         };
     }
     pages.swap_remove(0)
+}
+
+/// The channel's news that the runner pressed **Picked up** or **Delivered**
+/// (DESIGN §1.9), posted in the summary's thread.
+pub fn milestone_message(
+    view: &RunView,
+    milestone: crate::domain::follow_through::Milestone,
+) -> OutgoingMessage {
+    use crate::domain::follow_through::Milestone;
+    let runner = runner_phrase(view);
+    let (text, line) = match milestone {
+        Milestone::PickedUp => (
+            "The coffee was picked up".to_owned(),
+            format!(":runner: {runner} picked up the coffee and is on the way."),
+        ),
+        Milestone::Delivered => (
+            "The coffee is delivered".to_owned(),
+            format!(":coffee: The coffee is delivered. Thank you, {runner}, for the run!"),
+        ),
+    };
+    OutgoingMessage {
+        text,
+        blocks: json!([section(&line)]),
+    }
 }
 
 /// An ephemeral answer to a slash command or `response_url`. `text` is ours
@@ -633,6 +680,8 @@ mod tests {
 
     fn view(state: RunState, orders: Vec<OrderLine>) -> RunView {
         RunView {
+            why: None,
+            closes_at: None,
             run_id: Uuid::from_u128(0x1234),
             channel_id: ChannelId::parse("C0COFFEE").expect("valid channel id"),
             initiator: user("U0START"),

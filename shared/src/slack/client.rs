@@ -414,6 +414,14 @@ impl SlackClient {
             .map(drop)
     }
 
+    /// `views.publish`: `user`'s App Home tab shows `view` (a `home` view).
+    pub async fn publish_view(&self, user: &UserId, view: &Value) -> Result<(), SlackApiError> {
+        let body = json!({ "user_id": user.as_ref(), "view": view });
+        self.web_api("views.publish", Body::Json(&body), self.retry)
+            .await
+            .map(drop)
+    }
+
     /// `chat.postEphemeral`: a message only `user` sees, in `channel`.
     pub async fn post_ephemeral(
         &self,

@@ -7,16 +7,12 @@
 //! as the order modal), their runs served per channel, and the open runs in
 //! channels where they have ordered before, each with the **Order** button
 //! of the run message (same action and value, so it opens the same order
-//! modal). [`home_view`] reads it from the database; [`home`] is the pure
-//! builder, within Slack's 100 blocks a view.
+//! modal). [`crate::app::home::home_view`] reads it from the database;
+//! [`home`] is the pure builder, within Slack's 100 blocks a view.
 
-use chrono_tz::Tz;
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::db::{orders, stats};
-use crate::domain::command::Pickup;
 use crate::domain::ids::{ChannelId, UserId};
 use crate::slack::blocks::{
     ACTION_ORDER, MAX_ORDER_CHARS, MAX_SECTION_CHARS, ORDER_BLOCK, ORDER_INPUT, button, context,
@@ -183,40 +179,6 @@ pub fn usual_modal(current: Option<&str>) -> Value {
             },
         ],
     })
-}
-
-/// Reads what `user`'s Home tab shows and builds the `home` view. The
-/// `views.publish` of it is an effect (DESIGN §5), performed by the worker.
-pub async fn home_view(conn: &mut PgConnection, user: &UserId) -> Result<Value, sqlx::Error> {
-    let usual = orders::preferences(&mut *conn, user.as_ref())
-        .await?
-        .and_then(|p| p.usual_order);
-    let served = stats::served_by_channel(&mut *conn, user.as_ref())
-        .await?
-        .into_iter()
-        .filter_map(|s| Some((ChannelId::parse(&s.channel_id).ok()?, s.runs_served)))
-        .collect();
-    let open_runs = stats::open_runs_for(&mut *conn, user.as_ref(), MAX_OPEN_RUNS as i64 + 1)
-        .await?
-        .into_iter()
-        .filter_map(|r| {
-            let tz: Tz = r.timezone.parse().unwrap_or(chrono_tz::UTC);
-            Some(HomeRun {
-                run_id: r.run_id,
-                channel_id: ChannelId::parse(&r.channel_id).ok()?,
-                initiator: UserId::parse(&r.initiator_id).ok()?,
-                pickup: r.pickup_at.map(|at| Pickup::from_stored(at).display_in(tz)),
-                note: r.note,
-                order_count: usize::try_from(r.order_count).unwrap_or(0),
-                own_order: r.own_order,
-            })
-        })
-        .collect();
-    Ok(home(&HomeData {
-        usual,
-        served,
-        open_runs,
-    }))
 }
 
 #[cfg(test)]

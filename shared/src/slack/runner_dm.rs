@@ -81,6 +81,20 @@ fn sections(lines: &[String]) -> Vec<(String, usize)> {
     out
 }
 
+/// The **Picked up** and **Delivered** buttons (contract labels) of run
+/// `run_id`, for the runner's DM and their reminder DM.
+pub fn follow_through_buttons(run_id: uuid::Uuid) -> Value {
+    let run_id = run_id.to_string();
+    json!({
+        "type": "actions",
+        "block_id": FOLLOW_THROUGH_BLOCK,
+        "elements": [
+            button("Picked up", ACTION_PICKED_UP, &run_id, "primary"),
+            button("Delivered", ACTION_DELIVERED, &run_id, "primary"),
+        ],
+    })
+}
+
 /// The runner's DM: one message, or several when the list is too long for
 /// one (post them in order). Always at least one.
 pub fn runner_dm_messages(view: &RunView) -> Vec<OutgoingMessage> {
@@ -101,15 +115,7 @@ pub fn runner_dm_messages(view: &RunView) -> Vec<OutgoingMessage> {
     if let Some(pickup) = &view.pickup {
         tail_lines.push(format!(":clock3: Pickup *{}*", user_text(pickup)));
     }
-    let run_id = view.run_id.to_string();
-    let buttons = json!({
-        "type": "actions",
-        "block_id": FOLLOW_THROUGH_BLOCK,
-        "elements": [
-            button("Picked up", ACTION_PICKED_UP, &run_id, "primary"),
-            button("Delivered", ACTION_DELIVERED, &run_id, "primary"),
-        ],
-    });
+    let buttons = follow_through_buttons(view.run_id);
     // Room kept in the last message for the tail and the buttons.
     let tail_chars: usize = tail_lines
         .iter()
@@ -168,6 +174,8 @@ mod tests {
 
     fn view(orders: Vec<(&str, &str)>) -> RunView {
         RunView {
+            why: None,
+            closes_at: None,
             run_id: Uuid::from_u128(0x42),
             channel_id: ChannelId::parse("C0COFFEE").expect("valid channel id"),
             initiator: user("U0START"),

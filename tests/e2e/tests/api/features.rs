@@ -548,8 +548,11 @@ async fn a_retried_event_is_recorded_once_and_answered_200_fast_every_time(pool:
     let other = json!({ "type": "event_callback", "event_id": "Ev0MSG", "event": { "type": "message", "user": BOB } });
     assert_eq!(post_event(&app, &other, true, &[]).await.status(), 200);
     assert_eq!(receipts(&app).await, 3);
-    // No Slack call on the ack path.
-    assert!(app.slack.calls().is_empty(), "{:?}", app.slack.calls());
+    // No Slack call on the ack path; the two Home tabs are published
+    // afterwards, once each.
+    app.settle_effects().await;
+    let methods: Vec<String> = app.slack.calls().into_iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["views.publish", "views.publish"], "{methods:?}");
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
@@ -577,7 +580,7 @@ async fn the_home_view_shows_the_usual_served_runs_and_open_runs_from_the_databa
     // Act
     let bob = coffeebuddy_shared::domain::ids::UserId::parse(BOB).unwrap();
     let mut conn = app.ctx.db.acquire().await.unwrap();
-    let view = coffeebuddy_shared::slack::home::home_view(&mut conn, &bob)
+    let view = coffeebuddy_shared::app::home::home_view(&mut conn, &bob)
         .await
         .unwrap();
 
@@ -663,4 +666,193 @@ async fn the_edit_usual_modal_saves_a_valid_usual_and_keeps_the_runner_answer(po
     assert_eq!(saved.status(), 200);
     assert!(saved.text().await.unwrap().is_empty());
     assert_eq!(prefs().await, (Some("oat flat white".to_owned()), true));
+}
+
+// ---- Wired through the effect worker: Home, follow-through, auto-close ------
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn opening_the_app_home_publishes_the_persons_home_view(pool: PgPool) {
+    // Arrange: Alice has a saved usual.
+    let app = CoffeeApp::start(pool).await;
+    sqlx::query(
+        "INSERT INTO user_preferences (user_id, usual_order) VALUES ($1, 'oat flat white')",
+    )
+    .bind(ALICE)
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+
+    // Act
+    let response = post_event(&app, &app_home_opened("Ev0HOMEPUB"), true, &[]).await;
+    app.settle_effects().await;
+
+    // Assert: one publish, a home view for Alice that shows her usual.
+    assert_eq!(response.status(), 200);
+    let published = app.slack.calls_to("views.publish");
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].body["user_id"], ALICE);
+    assert_eq!(published[0].body["view"]["type"], "home");
+    assert!(
+        published[0].body["view"]
+            .to_string()
+            .contains("oat flat white"),
+        "{}",
+        published[0].body
+    );
+}
+
+/// `user` presses `action_id` on the runner's DM of `run_id`.
+async fn press(app: &CoffeeApp, user: &str, action_id: &str, run_id: Uuid) -> u16 {
+    let payload = json!({
+        "type": "block_actions",
+        "team": { "id": "T0TEAM", "domain": "acme" },
+        "user": { "id": user, "username": user, "team_id": "T0TEAM" },
+        "api_app_id": "A0APP",
+        "trigger_id": format!("trigger-{user}-{action_id}"),
+        "channel": { "id": format!("D{}", &user[1..]) },
+        "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": format!("D{}", &user[1..]) },
+        "response_url": app.slack.response_url(&format!("press-{user}")),
+        "actions": [{ "action_id": action_id, "block_id": "follow_through", "type": "button", "value": run_id.to_string() }]
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let now = app.ctx.clock.now().timestamp();
+    coffeebuddy_test_support::slack::signed_form(
+        &reqwest::Client::new(),
+        &app.server.url("/slack/interactions"),
+        SIGNING_SECRET,
+        now,
+        &body,
+    )
+    .send()
+    .await
+    .unwrap()
+    .status()
+    .as_u16()
+}
+
+/// The replies in `channel` in the thread of the message `parent_ts`.
+fn thread_replies(app: &CoffeeApp, channel: &str, parent_ts: &str) -> Vec<Value> {
+    app.slack
+        .messages(channel)
+        .into_iter()
+        .filter(|m| m["thread_ts"] == parent_ts && m["ts"] != parent_ts)
+        .collect()
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn only_the_runner_follows_through_and_the_channel_hears_each_step_once(pool: PgPool) {
+    // Arrange: Bob is the only participant, so the runner; his DM lists the
+    // order barista-ready, with the follow-through buttons.
+    let app = CoffeeApp::start(pool).await;
+    let run_id = finished_run(&app, "", &[(BOB, "flat white")]).await;
+    app.settle_effects().await;
+    let dm = app.slack.dm_messages(BOB);
+    assert_eq!(dm.len(), 1, "{dm:#?}");
+    let dm_text = crate::helpers::all_text(&dm[0]);
+    assert!(dm_text.contains("1× flat white"), "{dm_text}");
+    let labels = crate::helpers::button_labels(&dm[0]);
+    assert_eq!(labels, ["Picked up", "Delivered"]);
+    let summary = app
+        .slack
+        .messages(CHANNEL)
+        .into_iter()
+        .find(|m| crate::helpers::all_text(m).contains("is getting the coffee"))
+        .expect("the summary");
+    let summary_text = crate::helpers::all_text(&summary);
+    assert!(
+        summary_text.contains("because") && summary_text.contains("served"),
+        "why you: {summary_text}"
+    );
+    let summary_ts = summary["ts"].as_str().expect("ts").to_owned();
+
+    // Act: Carol (not the runner) presses Delivered.
+    assert_eq!(press(&app, CAROL, "run_delivered", run_id).await, 200);
+    app.settle_effects().await;
+
+    // Assert: refused privately, nothing recorded, the channel hears nothing.
+    let refusals = app.slack.calls_to("response:press-U0CAROL");
+    assert_eq!(refusals.len(), 1);
+    let delivered: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT delivered_at FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(delivered, None);
+    assert!(thread_replies(&app, CHANNEL, &summary_ts).is_empty());
+
+    // Act: Bob presses Picked up twice, then Delivered.
+    assert_eq!(press(&app, BOB, "run_picked_up", run_id).await, 200);
+    assert_eq!(press(&app, BOB, "run_picked_up", run_id).await, 200);
+    assert_eq!(press(&app, BOB, "run_delivered", run_id).await, 200);
+    app.settle_effects().await;
+
+    // Assert: two replies in the summary's thread, in order, and the time.
+    let replies: Vec<String> = thread_replies(&app, CHANNEL, &summary_ts)
+        .iter()
+        .map(crate::helpers::all_text)
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:#?}");
+    assert!(replies[0].contains("picked up"), "{}", replies[0]);
+    assert!(replies[1].contains("delivered"), "{}", replies[1]);
+    let delivered: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT delivered_at FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert!(delivered.is_some());
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn a_run_whose_auto_close_time_came_closes_itself_on_the_tick(pool: PgPool) {
+    // Arrange: auto-close 10 minutes before pickup; Bob orders; the close
+    // time is then moved to a second ago (as if 20 minutes had passed).
+    let app = app_with_boss(pool).await;
+    assert!(
+        app.admin(CHANNEL, BOSS, "auto-close 10")
+            .await
+            .starts_with("Done.")
+    );
+    let (status, _) = app.coffee(CHANNEL, ALICE, "in 30m").await;
+    assert_eq!(status, 200);
+    let run_id = app.posted_run(CHANNEL).await;
+    app.settle_effects().await;
+    let message = app.slack.messages(CHANNEL).pop().expect("run message");
+    assert!(
+        crate::helpers::all_text(&message).contains("Orders close by themselves at"),
+        "{message}"
+    );
+    app.submit_order(BOB, run_id, "cortado", &[]).await;
+    sqlx::query("UPDATE runs SET auto_close_at = now() - interval '1 second' WHERE run_id = $1")
+        .bind(run_id)
+        .execute(&app.ctx.db)
+        .await
+        .unwrap();
+
+    // Act: a ping tick.
+    let response = coffeebuddy_test_support::events::post_binary(
+        &reqwest::Client::new(),
+        &app.server.url("/"),
+        &coffeebuddy_local::ping_event(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 202);
+    wait_finished(&app, run_id).await;
+    app.settle_effects().await;
+
+    // Assert: closed as if Alice had pressed Close: runner, summary, DM.
+    let (status, requested_by): (String, Option<String>) =
+        sqlx::query_as("SELECT status, close_requested_by FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), requested_by.as_deref()),
+        ("closed", Some(ALICE))
+    );
+    assert_eq!(app.slack.dm_messages(BOB).len(), 1);
 }
