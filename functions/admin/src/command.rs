@@ -182,18 +182,7 @@ pub(crate) async fn on_command_requested(
     };
     let command = parse_admin_command(&data.text)
         .map_err(|e| HandleEventError::Malformed(format!("not an admin command: {e}")))?;
-    let admin = match ctx.workspace_admins.check(&ctx.slack, &actor).await {
-        Ok(admin) => Some(admin),
-        Err(e) if e.is_retryable() => {
-            return Err(HandleEventError::Retryable(anyhow::anyhow!(
-                "checking workspace-admin rights: {e}"
-            )));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check admin rights");
-            None
-        }
-    };
+    let admin = ctx.workspace_admins.verdict(&ctx.slack, &actor).await?;
     let mut tx = ctx.db.begin().await?;
     if !first_delivery(&mut tx, CONSUMER, event.id()).await? {
         return Ok(());

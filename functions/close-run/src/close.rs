@@ -57,20 +57,7 @@ async fn authorize(
             "requested_by or channel_id is not a Slack id".to_owned(),
         ));
     };
-    let verdict = ctx.workspace_admins.check(&ctx.slack, &user).await;
-    let admin = match verdict {
-        Ok(admin) => Some(admin),
-        // Slack may answer later: let the platform redeliver.
-        Err(e) if e.is_retryable() => {
-            return Err(HandleEventError::Retryable(anyhow::anyhow!(
-                "checking workspace-admin rights: {e}"
-            )));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check admin rights");
-            None
-        }
-    };
+    let admin = ctx.workspace_admins.verdict(&ctx.slack, &user).await?;
     if !first_delivery(tx, CONSUMER, event.id()).await? {
         return Ok(false);
     }

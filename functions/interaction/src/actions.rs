@@ -68,6 +68,9 @@ pub(crate) async fn handle(
         Interaction::BlockAction(action) if action.action_id == blocks::ACTION_CLOSE => {
             close_run(&ctx, action).await
         }
+        Interaction::BlockAction(action) if action.action_id == home::ACTION_EDIT_USUAL => {
+            open_usual_modal(&ctx, action).await
+        }
         Interaction::BlockAction(action) if action.action_id == runner_dm::ACTION_PICKED_UP => {
             follow_through(&ctx, action, Milestone::PickedUp).await
         }
@@ -352,6 +355,23 @@ async fn follow_through(
             tracing::info!(%run_id, user_id = %action.user_id, reason = %refusal, "refused a follow-through press");
             tell(ctx, &action, None, &refusal.to_string()).await?;
         }
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// **Edit usual** on the App Home: the usual modal, pre-filled (a
+/// `views.open`, which must use the click's fresh `trigger_id`).
+async fn open_usual_modal(ctx: &Context, action: BlockAction) -> Result<Response, InteractError> {
+    let current = {
+        let mut conn = ctx.db.acquire().await?;
+        orders::preferences(&mut conn, action.user_id.as_ref())
+            .await?
+            .and_then(|p| p.usual_order)
+    };
+    let modal = home::usual_modal(current.as_deref());
+    if let Err(e) = ctx.slack.open_view(&action.trigger_id, &modal).await {
+        // Nowhere to answer from the Home tab; the person clicks again.
+        tracing::warn!(error = %e, "views.open of the usual modal failed");
     }
     Ok(StatusCode::OK.into_response())
 }

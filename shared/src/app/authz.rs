@@ -40,6 +40,27 @@ impl WorkspaceAdmins {
         Ok(admin)
     }
 
+    /// Whether `user` is a workspace admin, for an event handler after the
+    /// ack: `Some(answer)`; `None` when Slack refused for good (the person is
+    /// told their rights could not be checked); a retryable failure asks the
+    /// platform to redeliver the event.
+    pub async fn verdict(
+        &self,
+        slack: &SlackClient,
+        user: &UserId,
+    ) -> Result<Option<bool>, crate::events::HandleEventError> {
+        match self.check(slack, user).await {
+            Ok(admin) => Ok(Some(admin)),
+            Err(e) if e.is_retryable() => Err(crate::events::HandleEventError::Retryable(
+                anyhow::anyhow!("checking workspace-admin rights: {e}"),
+            )),
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "could not check admin rights");
+                Ok(None)
+            }
+        }
+    }
+
     /// What the cache knows about `user`, if it is fresh: lets a caller
     /// that must not wait on Slack (an ack) decide without asking it.
     pub fn cached(&self, user: &UserId) -> Option<bool> {

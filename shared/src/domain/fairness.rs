@@ -480,7 +480,13 @@ mod tests {
                 last_served_at: last.map(at),
                 runner_again_opt_in: opt_in,
             });
-        proptest::collection::vec(row, 0..8)
+        // One row per person, as the standings query gives them (one active
+        // order per person per run).
+        proptest::collection::vec(row, 0..8).prop_map(|mut rows| {
+            let mut seen = std::collections::BTreeSet::new();
+            rows.retain(|c| seen.insert(c.user_id.clone()));
+            rows
+        })
     }
 
     fn previous() -> impl Strategy<Value = Option<UserId>> {

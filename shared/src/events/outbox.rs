@@ -769,10 +769,29 @@ mod tests {
         // A pass that found the lock busy published nothing; finish the job.
         total += outboxes[0].publish_pending().await.expect("publish");
 
-        // Assert
+        // Assert: each once, and each channel's in order (channels are
+        // delivered in parallel, so their interleaving may vary).
         assert_eq!(total, 30);
-        let expected: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        assert_eq!(sink.ids(), expected, "each once, in order");
+        let delivered = sink.ids();
+        let mut sorted = delivered.clone();
+        sorted.sort();
+        let mut expected: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        expected.sort();
+        assert_eq!(sorted, expected, "each once");
+        for channel in 0..3 {
+            let in_channel: Vec<String> = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 == channel)
+                .map(|(_, id)| id.to_string())
+                .collect();
+            let seen: Vec<String> = delivered
+                .iter()
+                .filter(|id| in_channel.contains(id))
+                .cloned()
+                .collect();
+            assert_eq!(seen, in_channel, "channel C{channel} in order");
+        }
     }
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]

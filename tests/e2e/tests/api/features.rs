@@ -831,15 +831,7 @@ async fn a_run_whose_auto_close_time_came_closes_itself_on_the_tick(pool: PgPool
         .unwrap();
 
     // Act: a ping tick.
-    let response = coffeebuddy_test_support::events::post_binary(
-        &reqwest::Client::new(),
-        &app.server.url("/"),
-        &coffeebuddy_local::ping_event(),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 202);
+    app.tick().await;
     wait_finished(&app, run_id).await;
     app.settle_effects().await;
 
@@ -855,4 +847,35 @@ async fn a_run_whose_auto_close_time_came_closes_itself_on_the_tick(pool: PgPool
         ("closed", Some(ALICE))
     );
     assert_eq!(app.slack.dm_messages(BOB).len(), 1);
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn edit_usual_on_the_home_tab_opens_the_usual_modal_prefilled(pool: PgPool) {
+    // Arrange
+    let app = CoffeeApp::start(pool).await;
+    sqlx::query("INSERT INTO user_preferences (user_id, usual_order) VALUES ($1, 'cortado')")
+        .bind(ALICE)
+        .execute(&app.ctx.db)
+        .await
+        .unwrap();
+
+    // Act
+    let status = press(
+        &app,
+        ALICE,
+        coffeebuddy_shared::slack::home::ACTION_EDIT_USUAL,
+        Uuid::nil(),
+    )
+    .await;
+
+    // Assert: acked, and the modal opened with the usual in it.
+    assert_eq!(status, 200);
+    let opened = app.slack.calls_to("views.open");
+    assert_eq!(opened.len(), 1);
+    let view = &opened[0].body["view"];
+    assert_eq!(
+        view["callback_id"],
+        coffeebuddy_shared::slack::home::USUAL_MODAL_CALLBACK
+    );
+    assert!(view.to_string().contains("cortado"), "{view}");
 }

@@ -222,10 +222,9 @@ impl CoffeeApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// `/coffee-admin <text>` typed by `user` in `channel`; returns the
-    /// ephemeral answer's text.
-    pub(crate) async fn admin(&self, channel: &str, user: &str, text: &str) -> String {
-        let body = serde_urlencoded::to_string([
+    /// The form Slack posts for `/coffee-admin <text>` by `user` in `channel`.
+    fn admin_body(&self, channel: &str, user: &str, text: &str) -> String {
+        serde_urlencoded::to_string([
             ("team_id", TEAM),
             ("channel_id", channel),
             ("user_id", user),
@@ -237,7 +236,26 @@ impl CoffeeApp {
             ),
             ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
         ])
+        .unwrap()
+    }
+
+    /// A PingSource tick delivered to `local`'s `POST /`.
+    pub(crate) async fn tick(&self) {
+        let response = coffeebuddy_test_support::events::post_binary(
+            &self.client,
+            &self.server.url("/"),
+            &coffeebuddy_local::ping_event(),
+        )
+        .send()
+        .await
         .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+
+    /// `/coffee-admin <text>` typed by `user` in `channel`; returns the
+    /// ephemeral answer's text.
+    pub(crate) async fn admin(&self, channel: &str, user: &str, text: &str) -> String {
+        let body = self.admin_body(channel, user, text);
         let answered_before = self.slack.calls_to(&format!("response:admin-{user}")).len();
         let response = self.signed("/slack/admin", &body).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -266,19 +284,7 @@ impl CoffeeApp {
     /// `/coffee-admin <text>` typed by `user`, returning the immediate
     /// answer only (status, text) without waiting for a deferred one.
     pub(crate) async fn admin_ack(&self, channel: &str, user: &str, text: &str) -> String {
-        let body = serde_urlencoded::to_string([
-            ("team_id", TEAM),
-            ("channel_id", channel),
-            ("user_id", user),
-            ("command", "/coffee-admin"),
-            ("text", text),
-            (
-                "response_url",
-                &self.slack.response_url(&format!("admin-{user}")),
-            ),
-            ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
-        ])
-        .unwrap();
+        let body = self.admin_body(channel, user, text);
         let response = self.signed("/slack/admin", &body).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
