@@ -9,7 +9,7 @@
   const EMOJI = {
     coffee: '☕', runner: '🏃', clock3: '🕒', clock1: '🕐', clock2: '🕑', clock4: '🕓', clock5: '🕔',
     clock6: '🕕', clock7: '🕖', clock8: '🕗', clock9: '🕘', clock10: '🕙', clock11: '🕚', clock12: '🕛',
-    memo: '📝', alarm_clock: '⏰', white_check_mark: '✅', heavy_check_mark: '✔️', x: '❌', tada: '🎉',
+    memo: '📝', scales: '⚖️', alarm_clock: '⏰', white_check_mark: '✅', heavy_check_mark: '✔️', x: '❌', tada: '🎉',
     warning: '⚠️', wave: '👋', package: '📦', bell: '🔔', lock: '🔒', information_source: 'ℹ️',
     hourglass: '⌛', hourglass_flowing_sand: '⏳', rocket: '🚀', raised_hands: '🙌', pray: '🙏', star: '⭐',
     '+1': '👍', thumbsup: '👍', no_entry: '⛔', no_entry_sign: '🚫', gear: '⚙️', house: '🏠',
