@@ -27,37 +27,53 @@ pub(crate) fn routes(ctx: &Context) -> Router {
 
 async fn on_close_requested(ctx: &Context, event: &Event) -> Result<(), HandleEventError> {
     let data: RunCloseRequested = decode_data(event)?;
-    let mut tx = ctx.db.begin().await?;
-    if !data.authorized && !authorize(ctx, &mut tx, event, &data).await? {
-        ctx.commit_and_publish(tx).await?;
-        return Ok(());
-    }
+    let mut tx = if data.authorized {
+        ctx.db.begin().await?
+    } else {
+        // Slack is asked before any transaction begins: no connection is
+        // held while it answers.
+        let (user, channel_id) = who_asked(&data)?;
+        let admin = ctx.workspace_admins.verdict(&ctx.slack, &user).await?;
+        let mut tx = ctx.db.begin().await?;
+        if !authorize(ctx, &mut tx, event, &data, user, channel_id, admin).await? {
+            ctx.commit_and_publish(tx).await?;
+            return Ok(());
+        }
+        tx
+    };
     let outcome = close::decide(&mut tx, ctx.clock.now(), &ctx.event_source(), data.run_id).await?;
     ctx.commit_and_publish(tx).await?;
     tracing::debug!(run_id = %data.run_id, ?outcome, "close handled");
     Ok(())
 }
 
-/// A click by someone who is neither the starter nor a named channel admin:
-/// asks Slack whether they are a workspace admin (cached; never under a
-/// lock: the transaction has not touched the run yet), then moves the run
-/// to `closing` or tells them privately why not. Returns whether the close
-/// goes ahead. A redelivered event answers nobody twice.
+/// Who clicked, and where.
+fn who_asked(data: &RunCloseRequested) -> Result<(UserId, ChannelId), HandleEventError> {
+    match (
+        UserId::parse(&data.requested_by),
+        ChannelId::parse(&data.channel_id),
+    ) {
+        (Ok(user), Ok(channel_id)) => Ok((user, channel_id)),
+        _ => Err(HandleEventError::Malformed(
+            "requested_by or channel_id is not a Slack id".to_owned(),
+        )),
+    }
+}
+
+/// A click by someone who is neither the starter nor a named channel admin,
+/// once Slack said whether they are a workspace admin (`admin`; `None`:
+/// Slack could not say): moves the run to `closing`, or tells them
+/// privately why not. Returns whether the close goes ahead. A redelivered
+/// event answers nobody twice.
 async fn authorize(
     ctx: &Context,
     tx: &mut sqlx::PgConnection,
     event: &Event,
     data: &RunCloseRequested,
+    user: UserId,
+    channel_id: ChannelId,
+    admin: Option<bool>,
 ) -> Result<bool, HandleEventError> {
-    let (Ok(user), Ok(channel_id)) = (
-        UserId::parse(&data.requested_by),
-        ChannelId::parse(&data.channel_id),
-    ) else {
-        return Err(HandleEventError::Malformed(
-            "requested_by or channel_id is not a Slack id".to_owned(),
-        ));
-    };
-    let admin = ctx.workspace_admins.verdict(&ctx.slack, &user).await?;
     if !first_delivery(tx, CONSUMER, event.id()).await? {
         return Ok(false);
     }
