@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: settings from the environment, validated once at start.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`probe`]: readiness probes, handed by each dependency's owner to the
+//!   runtime.
 //! - [`runtime`]: the process shell (`run`), health, metrics, correlation
 //!   ids, graceful shutdown.
 //! - [`db`]: the Postgres pool, the migrations and the readiness probe.
@@ -28,6 +30,7 @@ pub mod db;
 pub mod domain;
 pub mod effects;
 pub mod events;
+pub mod probe;
 pub mod runtime;
 pub mod secrets;
 pub mod slack;

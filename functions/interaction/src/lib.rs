@@ -18,6 +18,7 @@
 //!   the run message (participants and orders).
 
 mod actions;
+mod error;
 mod events;
 mod slack_events;
 mod usual;

@@ -13,7 +13,7 @@ use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{self, ORDER_BLOCK};
 use coffeebuddy_shared::slack::payloads::ViewSubmission;
 
-use crate::actions::InteractError;
+use crate::error::InteractError;
 
 pub(crate) async fn submit_usual(
     ctx: &Context,

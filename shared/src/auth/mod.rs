@@ -49,7 +49,7 @@ use serde::Deserialize;
 
 use crate::clock::SharedClock;
 use crate::config::OrySettings;
-use crate::runtime::{Criticality, Probe};
+use crate::probe::{Criticality, Probe};
 
 /// Allowance for clock skew between Ory and us when checking `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 30;

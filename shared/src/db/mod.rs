@@ -35,7 +35,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::config::DatabaseSettings;
-use crate::runtime::{Criticality, Probe};
+use crate::probe::{Criticality, Probe};
 
 /// Every migration under `shared/migrations`, embedded at compile time. Tests
 /// use it with `#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]`.

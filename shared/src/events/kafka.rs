@@ -31,7 +31,7 @@ use secrecy::ExposeSecret as _;
 use super::sink::{DeliverError, EncodeEventError, EventSink, to_http_binary};
 use super::{BoxFuture, partition_key};
 use crate::config::KafkaSettings;
-use crate::runtime::{Criticality, Probe};
+use crate::probe::{Criticality, Probe};
 
 /// How long the producer keeps trying to deliver one message before the
 /// outbox hears "failed" and keeps the row for a later pass.

@@ -7,9 +7,9 @@
 //! JWKS) makes it `degraded` (200: work is delayed, not refused).
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::future::Future;
-use std::pin::Pin;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,17 +19,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
+pub use crate::probe::{Criticality, Probe};
+
 /// How long one probe may take before it counts as failed.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How much a failing probe matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Criticality {
-    /// Failure makes the service unhealthy (503).
-    Required,
-    /// Failure makes the service degraded (still 200).
-    Optional,
-}
 
 /// Health of the service or of one dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,47 +34,6 @@ pub enum Status {
     Degraded,
     /// Something required is down.
     Unhealthy,
-}
-
-type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
-
-/// One named readiness check.
-#[derive(Clone)]
-pub struct Probe {
-    name: &'static str,
-    criticality: Criticality,
-    check: Arc<CheckFn>,
-}
-
-impl fmt::Debug for Probe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
-            .field("name", &self.name)
-            .field("criticality", &self.criticality)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Probe {
-    /// A probe named `name` whose `check` returns `Err(reason)` on failure.
-    /// The reason is shown to whoever can reach `/health/ready`: keep secrets
-    /// and connection strings out of it.
-    pub fn new<F, Fut>(name: &'static str, criticality: Criticality, check: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
-    {
-        Self {
-            name,
-            criticality,
-            check: Arc::new(move || Box::pin(check())),
-        }
-    }
-
-    /// The probe's name, as shown under `checks`.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
 }
 
 /// The result of one probe.
@@ -167,7 +119,7 @@ impl Readiness {
                     error: Some(error),
                 },
             };
-            (probe.name, report)
+            (probe.name(), report)
         });
         let checks: BTreeMap<_, _> = futures_join_all(runs).await.into_iter().collect();
         let status = checks

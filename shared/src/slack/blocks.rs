@@ -605,7 +605,7 @@ pub fn reminder_dm_pages(view: &RunView) -> Vec<OutgoingMessage> {
     // The runner's buttons under the last page (`paged` keeps a block and
     // some characters free on every page).
     if let Some(Value::Array(blocks)) = pages.last_mut().map(|p| &mut p.blocks) {
-        blocks.push(crate::slack::runner_dm::follow_through_buttons(view.run_id));
+        blocks.push(follow_through_buttons(view.run_id));
     }
     pages
 }
@@ -621,6 +621,27 @@ pub fn reminder_dm(view: &RunView) -> OutgoingMessage {
         };
     }
     pages.swap_remove(0)
+}
+
+/// `action_id` of the **Picked up** button; its `value` is the run id.
+pub const ACTION_PICKED_UP: &str = "run_picked_up";
+/// `action_id` of the **Delivered** button; its `value` is the run id.
+pub const ACTION_DELIVERED: &str = "run_delivered";
+/// `block_id` of the follow-through buttons.
+pub const FOLLOW_THROUGH_BLOCK: &str = "follow_through";
+
+/// The **Picked up** and **Delivered** buttons (contract labels) of run
+/// `run_id`, for the runner's DM and their reminder DM.
+pub fn follow_through_buttons(run_id: Uuid) -> Value {
+    let run_id = run_id.to_string();
+    json!({
+        "type": "actions",
+        "block_id": FOLLOW_THROUGH_BLOCK,
+        "elements": [
+            button("Picked up", ACTION_PICKED_UP, &run_id, "primary"),
+            button("Delivered", ACTION_DELIVERED, &run_id, "primary"),
+        ],
+    })
 }
 
 /// The channel's news that the runner pressed **Picked up** or **Delivered**

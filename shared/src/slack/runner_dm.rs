@@ -13,20 +13,15 @@
 //! thread). The note, pickup and buttons are in the last one. A group with
 //! very many people continues on indented lines.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::domain::grouping::{OrderGroup, group_orders};
 use crate::slack::blocks::{
-    MAX_BLOCKS, MAX_SECTION_CHARS, OutgoingMessage, RunView, button, context, plural, section,
-    user_text,
+    MAX_BLOCKS, MAX_SECTION_CHARS, OutgoingMessage, RunView, context, follow_through_buttons,
+    plural, section, user_text,
 };
 
-/// `action_id` of the **Picked up** button; its `value` is the run id.
-pub const ACTION_PICKED_UP: &str = "run_picked_up";
-/// `action_id` of the **Delivered** button; its `value` is the run id.
-pub const ACTION_DELIVERED: &str = "run_delivered";
-/// `block_id` of the follow-through buttons.
-pub const FOLLOW_THROUGH_BLOCK: &str = "follow_through";
+pub use crate::slack::blocks::{ACTION_DELIVERED, ACTION_PICKED_UP, FOLLOW_THROUGH_BLOCK};
 /// Text characters one message may carry (Slack truncates beyond about
 /// 12,000; a margin for the header and markup).
 pub const MAX_MESSAGE_CHARS: usize = 11_000;
@@ -79,20 +74,6 @@ fn sections(lines: &[String]) -> Vec<(String, usize)> {
         out.push((current, chars));
     }
     out
-}
-
-/// The **Picked up** and **Delivered** buttons (contract labels) of run
-/// `run_id`, for the runner's DM and their reminder DM.
-pub fn follow_through_buttons(run_id: uuid::Uuid) -> Value {
-    let run_id = run_id.to_string();
-    json!({
-        "type": "actions",
-        "block_id": FOLLOW_THROUGH_BLOCK,
-        "elements": [
-            button("Picked up", ACTION_PICKED_UP, &run_id, "primary"),
-            button("Delivered", ACTION_DELIVERED, &run_id, "primary"),
-        ],
-    })
 }
 
 /// The runner's DM: one message, or several when the list is too long for
