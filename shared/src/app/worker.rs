@@ -565,42 +565,21 @@ impl EffectWorker {
                 .await
             }
             Effect::DmRunner { run_id, user, .. } => {
-                let Some((_, view)) = self.load(*run_id).await? else {
-                    return nothing();
-                };
-                self.post_pages(
-                    claimed,
-                    user.as_ref(),
-                    Some(user),
-                    &runner_dm::runner_dm_messages(&view),
-                    Thread::None,
-                )
+                self.dm(claimed, *run_id, user, |view| {
+                    runner_dm::runner_dm_messages(view)
+                })
                 .await
             }
             Effect::DmParticipant { run_id, user, .. } => {
-                let Some((_, view)) = self.load(*run_id).await? else {
-                    return nothing();
-                };
-                self.post_pages(
-                    claimed,
-                    user.as_ref(),
-                    Some(user),
-                    &[blocks::participant_dm(&view, user)],
-                    Thread::None,
-                )
+                self.dm(claimed, *run_id, user, |view| {
+                    vec![blocks::participant_dm(view, user)]
+                })
                 .await
             }
             Effect::DmReminder { run_id, user, .. } => {
-                let Some((_, view)) = self.load(*run_id).await? else {
-                    return nothing();
-                };
-                self.post_pages(
-                    claimed,
-                    user.as_ref(),
-                    Some(user),
-                    &blocks::reminder_dm_pages(&view),
-                    Thread::None,
-                )
+                self.dm(claimed, *run_id, user, |view| {
+                    blocks::reminder_dm_pages(view)
+                })
                 .await
             }
             Effect::AnnounceMilestone {
@@ -643,6 +622,28 @@ impl EffectWorker {
                     .await
             }
         }
+    }
+
+    /// A DM to `user` about run `run_id`, rendered by `render` from the
+    /// run's current view (nothing when the run is gone).
+    async fn dm(
+        &self,
+        claimed: &Claimed,
+        run_id: Uuid,
+        user: &UserId,
+        render: impl FnOnce(&RunView) -> Vec<OutgoingMessage>,
+    ) -> Result<Attempt, sqlx::Error> {
+        let Some((_, view)) = self.load(run_id).await? else {
+            return Ok(Attempt::done(claimed.progress.clone()));
+        };
+        self.post_pages(
+            claimed,
+            user.as_ref(),
+            Some(user),
+            &render(&view),
+            Thread::None,
+        )
+        .await
     }
 
     /// A private answer: the request's response URL while it lives, else

@@ -19,7 +19,7 @@
 //! lists are packed line by line into sections. The run message shows what
 //! fits and ends with "…and N more"; the summary and the runner's DMs never
 //! drop an order: they continue in further messages ([`summary_pages`],
-//! [`runner_dm_pages`], [`reminder_dm_pages`]). Each order and note is first
+//! [`reminder_dm_pages`], and the runner's DM in `runner_dm`). Each order and note is first
 //! cut to [`MAX_SHOWN_CHARS`] characters (before escaping, so an entity is
 //! never split), which guarantees every line fits in one section.
 
@@ -534,32 +534,6 @@ pub fn cancelled_message(view: &RunView) -> OutgoingMessage {
     }
 }
 
-/// The DM to the runner: the full order list with pickup and note.
-pub fn runner_dm_pages(view: &RunView) -> Vec<OutgoingMessage> {
-    let mut head = format!(
-        ":runner: You're the runner for the coffee run in <#{}>",
-        view.channel_id
-    );
-    for line in details(view) {
-        head.push('\n');
-        head.push_str(&line);
-    }
-    paged(head, view, "You're the coffee runner".to_owned())
-}
-
-/// The first message of [`runner_dm_pages`] (all of it for runs that fit one).
-pub fn runner_dm(view: &RunView) -> OutgoingMessage {
-    let mut pages = runner_dm_pages(view);
-    // `paged` always returns at least the head page.
-    if pages.is_empty() {
-        return OutgoingMessage {
-            text: String::new(),
-            blocks: Value::Array(Vec::new()),
-        };
-    }
-    pages.swap_remove(0)
-}
-
 /// The DM to a participant who is not the runner: who is getting the coffee,
 /// their own order and the pickup time.
 pub fn participant_dm(view: &RunView, user: &UserId) -> OutgoingMessage {
@@ -774,7 +748,6 @@ mod tests {
             run_message(&closed).blocks,
             summary_message(&closed).blocks,
             cancelled_message(&v).blocks,
-            runner_dm(&closed).blocks,
             participant_dm(&closed, &user("U1")).blocks,
             reminder_dm(&closed).blocks,
             order_modal(&v, Some("usual"), true, false),
@@ -877,8 +850,7 @@ mod tests {
             .collect();
         for msg in [
             run_message(&view(RunState::Open, orders.clone())),
-            summary_message(&view(RunState::Closed, orders.clone())),
-            runner_dm(&view(RunState::Closed, orders)),
+            summary_message(&view(RunState::Closed, orders)),
         ] {
             assert!(blocks(&msg).len() <= MAX_BLOCKS);
             for block in blocks(&msg) {
@@ -921,24 +893,6 @@ mod tests {
         let msg = cancelled_message(&view(RunState::Cancelled, vec![]));
         assert!(all_text(&msg.blocks).contains("cancelled: no orders"));
         assert!(msg.text.contains("cancelled: no orders"));
-    }
-
-    #[test]
-    fn the_runner_dm_has_every_order_pickup_and_note() {
-        let mut v = view(
-            RunState::Closed,
-            vec![order("U1", "latte"), order("U2", "<b>mocha</b>")],
-        );
-        v.runner = Some(user("U1"));
-        let text = all_text(&runner_dm(&v).blocks);
-        assert!(text.contains("You're the runner"), "{text}");
-        assert!(text.contains("<#C0COFFEE>"));
-        assert!(
-            text.contains("• <@U1>: latte\n• <@U2>: &lt;b&gt;mocha&lt;/b&gt;"),
-            "{text}"
-        );
-        assert!(text.contains("Pickup *12:30*"));
-        assert!(text.contains("Blue Bottle &lt;!here&gt;"));
     }
 
     #[test]

@@ -270,4 +270,36 @@ mod tests {
             .expect("blocks");
         assert_eq!(last.last().expect("a block")["type"], "actions");
     }
+
+    #[test]
+    fn the_runner_dm_has_every_order_pickup_and_note_escaped_and_verbatim() {
+        let messages = runner_dm_messages(&view(vec![("U1", "latte"), ("U2", "<b>mocha</b>")]));
+        let tree = Value::Array(
+            messages
+                .iter()
+                .flat_map(|m| m.blocks.as_array().cloned().unwrap_or_default())
+                .collect(),
+        );
+        let text = tree.to_string();
+        assert!(text.contains("You're the runner"), "{text}");
+        assert!(text.contains("<#C0COFFEE>"));
+        assert!(text.contains("1× latte — <@U1>"), "{text}");
+        assert!(
+            text.contains("1× &lt;b&gt;mocha&lt;/b&gt; — <@U2>"),
+            "{text}"
+        );
+        assert!(text.contains("Pickup *12:30*"));
+        assert!(text.contains("Blue Bottle &lt;!here&gt;"));
+        // Every mrkdwn object is verbatim: no auto-linking inside orders.
+        for block in tree.as_array().into_iter().flatten() {
+            for object in [&block["text"]]
+                .into_iter()
+                .chain(block["elements"].as_array().into_iter().flatten())
+            {
+                if object["type"] == "mrkdwn" {
+                    assert_eq!(object["verbatim"], true, "{object}");
+                }
+            }
+        }
+    }
 }
