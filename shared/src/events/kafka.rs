@@ -44,6 +44,80 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Longest pause between redeliveries of one consumed event.
 pub const MAX_CONSUME_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How long a graceful stop of the consumer waits for librdkafka to leave
+/// the group and close before giving up on it.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// A librdkafka client whose destruction never blocks the dropping thread.
+///
+/// `rd_kafka_destroy` can wait for good for broker threads after the broker
+/// went away and came back (confluentinc/librdkafka#4674, still open for
+/// the 2.x we link; fede1024/rust-rdkafka#509 for `StreamConsumer`). Dropped
+/// inline, such a client froze the async runtime that dropped it: a process
+/// that could not stop, and a test that hung CI for an hour. Here the last
+/// reference is destroyed on a thread of its own, which the process leaves
+/// behind if librdkafka never returns; [`Detached::close`] waits for it a
+/// bounded time on a graceful stop.
+struct Detached<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(client: T) -> Self {
+        Self(Some(client))
+    }
+
+    /// Destroys the client on its own thread and waits at most `wait` for
+    /// librdkafka to finish; true when it did.
+    async fn close(mut self, wait: Duration) -> bool {
+        let Some(client) = self.0.take() else {
+            return true;
+        };
+        let (done, finished) = tokio::sync::oneshot::channel();
+        destroy_on_own_thread(client, Some(done));
+        matches!(tokio::time::timeout(wait, finished).await, Ok(Ok(())))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for Detached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // Only `close` and `drop` take the client out, both by value.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a closed client"))
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            destroy_on_own_thread(client, None);
+        }
+    }
+}
+
+fn destroy_on_own_thread<T: Send + 'static>(
+    client: T,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    // Should the thread not start, the closure is dropped here: the
+    // `ManuallyDrop` then leaks the client instead of destroying it inline.
+    let client = std::mem::ManuallyDrop::new(client);
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(std::mem::ManuallyDrop::into_inner(client));
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        });
+    if let Err(e) = spawned {
+        // No thread to spare: the client is leaked rather than risk
+        // blocking the caller; the process's exit reclaims it.
+        tracing::warn!(error = %e, "cannot start a thread to close a kafka client; leaking it");
+    }
+}
+
 /// A Kafka client could not be configured (bad settings; creating a client
 /// never waits for the brokers).
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +249,7 @@ pub struct KafkaSink {
     /// Kept to recreate the producer; holds the SASL password, so the sink's
     /// `Debug` leaves it out.
     config: ClientConfig,
-    producer: RwLock<Arc<FutureProducer>>,
+    producer: RwLock<Arc<Detached<FutureProducer>>>,
     topic: String,
     timeout: Duration,
 }
@@ -213,7 +287,7 @@ impl KafkaSink {
         let producer: FutureProducer = config.create()?;
         Ok(Self {
             config,
-            producer: RwLock::new(Arc::new(producer)),
+            producer: RwLock::new(Arc::new(Detached::new(producer))),
             topic: settings.topic_run_events.clone(),
             timeout,
         })
@@ -224,7 +298,7 @@ impl KafkaSink {
         &self.topic
     }
 
-    fn producer(&self) -> Arc<FutureProducer> {
+    fn producer(&self) -> Arc<Detached<FutureProducer>> {
         Arc::clone(&self.producer.read().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -232,7 +306,7 @@ impl KafkaSink {
     /// idempotence state is broken: a fatal error, or the broker refusing
     /// its producer id or epoch. Otherwise (timeouts, broker down) the
     /// producer recovers by itself and is kept.
-    fn recover(&self, failed: &Arc<FutureProducer>, error: &KafkaError) {
+    fn recover(&self, failed: &Arc<Detached<FutureProducer>>, error: &KafkaError) {
         let reason = match failed.client().fatal_error() {
             Some((code, reason)) => format!("fatal error {code}: {reason}"),
             None => match error.rdkafka_error_code() {
@@ -256,7 +330,7 @@ impl KafkaSink {
         match self.config.create::<FutureProducer>() {
             Ok(fresh) => {
                 tracing::warn!(reason, "replaced the kafka producer");
-                *current = Arc::new(fresh);
+                *current = Arc::new(Detached::new(fresh));
             }
             Err(e) => {
                 tracing::error!(reason, error = %e, "cannot recreate the kafka producer");
@@ -317,14 +391,16 @@ where
     F: Fn(Event) -> BoxFuture<'static, Result<(), DeliverError>> + Send + Sync,
     S: Future<Output = ()> + Send,
 {
-    let consumer: StreamConsumer = client_config(settings)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        // Offsets are stored by hand after a successful delivery.
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let consumer: Detached<StreamConsumer> = Detached::new(
+        client_config(settings)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand after a successful delivery.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?,
+    );
     consumer.subscribe(&[settings.topic_run_events.as_str()])?;
     tracing::info!(topic = %settings.topic_run_events, group_id, "consuming events");
 
@@ -408,7 +484,14 @@ where
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "cannot commit consumed offsets on shutdown"),
     }
-    tracing::info!("stopped consuming events");
+    if consumer.close(CLOSE_WAIT).await {
+        tracing::info!("stopped consuming events");
+    } else {
+        tracing::warn!(
+            wait_ms = CLOSE_WAIT.as_millis() as u64,
+            "stopped consuming events; librdkafka is still closing the consumer"
+        );
+    }
     Ok(())
 }
 
@@ -417,7 +500,8 @@ where
 /// `degraded`, not unready: the outbox holds the events meanwhile.
 pub fn kafka_probe(settings: &KafkaSettings) -> Result<Probe, ConfigureKafkaError> {
     // A dedicated client, created once: probes then reuse its connections.
-    let client: Arc<BaseProducer> = Arc::new(client_config(settings).create()?);
+    let client: Arc<Detached<BaseProducer>> =
+        Arc::new(Detached::new(client_config(settings).create()?));
     let topic: Arc<str> = Arc::from(settings.topic_run_events.as_str());
     Ok(Probe::new("kafka", Criticality::Optional, move || {
         let client = Arc::clone(&client);

@@ -65,10 +65,11 @@ async fn a_whole_run_flows_through_kafka(pool: PgPool) {
     }
 }
 
-// Takes ~50 s, almost all of it after the assertions: the private broker is
-// killed when the test body ends, before the runtime drops `local`'s Kafka
-// consumer and producer, whose librdkafka shutdown then times out against a
-// dead broker. (A production process stops while its broker is up.)
+// The private broker is killed when the test body ends, before the runtime
+// drops `local`'s Kafka consumer and producer: their librdkafka destroy runs
+// on threads of their own (`Detached` in shared's kafka module), because
+// after an outage it can block for good (librdkafka#4674). Dropped inline,
+// it once hung this test, and CI, for an hour.
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
 async fn with_kafka_down_runs_still_start_and_are_announced_and_their_events_follow(pool: PgPool) {
     // Arrange: Kafka reachable only through a proxy we can cut; a short
