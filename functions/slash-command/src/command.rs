@@ -4,18 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use coffeebuddy_shared::app::responses;
-use coffeebuddy_shared::db::{channels, runs, stats};
-use coffeebuddy_shared::domain::auto_close::{AutoClose, auto_close_at};
+use coffeebuddy_shared::app::start::{Started, Starting, start_run};
+use coffeebuddy_shared::db::{channels, stats};
+use coffeebuddy_shared::domain::auto_close::AutoClose;
 use coffeebuddy_shared::domain::command::{CoffeeCommand, Pickup, USAGE, parse_coffee_command};
-use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::{self, RunCreated};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
 use coffeebuddy_shared::slack::signature::SignedBody;
 use coffeebuddy_shared::slack::stats::stats_answer;
-use uuid::Uuid;
 
 /// Why a command got no run. Every variant is an answer the person sees.
 #[derive(Debug, thiserror::Error)]
@@ -105,60 +102,25 @@ pub(crate) async fn handle(
         }
     };
 
-    let run_id = Uuid::new_v4();
-    let new = runs::NewRun {
-        run_id,
-        channel_id: cmd.channel_id.as_ref(),
-        team_id: Some(cmd.team_id.as_ref()),
-        initiator_id: cmd.user_id.as_ref(),
-        pickup_at: start.pickup.as_ref().map(|p| p.at()),
-        note: start.note.as_ref().map(AsRef::as_ref),
+    let starting = Starting {
+        channel: &channel,
+        team_id: &cmd.team_id,
+        starter: &cmd.user_id,
+        start: &start,
+        response_url: &cmd.response_url,
     };
-    let run = match runs::start(&mut tx, &new).await {
-        Ok(run) => run,
-        Err(runs::StartRunError::AlreadyOpen(existing)) => {
-            tracing::info!(open_run = %existing.run_id, "refused: a run is already open");
+    let started = start_run(&mut tx, ctx.clock.now(), &ctx.event_source(), &starting)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let (run, auto_close) = match started {
+        Started::Open { run, auto_close } => (run, auto_close),
+        Started::AlreadyOpen { initiator } => {
+            tracing::info!("refused: a run is already open");
             return Ok(answer(format!(
-                "There's already a coffee run open in this channel, started by <@{}>. Order from its message, or close it first.",
-                existing.initiator_id
+                "There's already a coffee run open in this channel, started by <@{initiator}>. Order from its message, or close it first."
             )));
         }
-        Err(runs::StartRunError::Database(e)) => return Err(anyhow::Error::from(e).into()),
     };
-    // Decided once, now, so the time shown never moves (DESIGN §1.10).
-    let auto_close = auto_close_at(run.pickup_at, channel.auto_close_minutes, ctx.clock.now());
-    if let Some(at) = auto_close.at() {
-        runs::set_auto_close_at(&mut tx, run.run_id, Some(at))
-            .await
-            .map_err(anyhow::Error::from)?;
-    }
-    let data = RunCreated {
-        run_id: run.run_id,
-        channel_id: run.channel_id.clone(),
-    };
-    ctx.record_event(
-        &mut tx,
-        events::RUN_CREATED,
-        &run.channel_id,
-        run.run_id,
-        &data,
-    )
-    .await
-    .map_err(anyhow::Error::from)?;
-    // The run message is an effect of starting the run, decided here; the
-    // response URL stays with us, for telling the starter if it fails.
-    let response = responses::keep(&mut tx, &cmd.response_url, ctx.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
-    let post = Effect::PostRunMessage {
-        run_id: run.run_id,
-        channel_id: cmd.channel_id.clone(),
-        starter: cmd.user_id.clone(),
-        response: Some(response),
-    };
-    ctx.record_effect(&mut tx, &post)
-        .await
-        .map_err(anyhow::Error::from)?;
     ctx.commit_and_publish(tx)
         .await
         .map_err(anyhow::Error::from)?;

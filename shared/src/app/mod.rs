@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`run_view`]: a run's view read from the database.
 //! - [`authz`]: who may govern a channel (channel admins, workspace admins).
+//! - [`start`]: starting a run: the run, its event and its run message,
+//!   decided in one transaction on the ack's path.
 //! - [`close`]: closing a run: the fair pick, the outcome and its effects,
 //!   decided in one transaction.
 //! - [`home`]: a person's App Home tab, read from the database.
@@ -18,4 +20,5 @@ pub mod home;
 pub mod repair;
 pub mod responses;
 pub mod run_view;
+pub mod start;
 pub mod worker;

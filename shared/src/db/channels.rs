@@ -72,33 +72,47 @@ macro_rules! channel_columns {
 
 /// The channel's configuration, creating the channel with `defaults` the
 /// first time CoffeeBuddy sees it.
+///
+/// One round trip on the ack's path: the insert and the read are one
+/// statement. Its snapshot cannot see a row that a concurrent first-ever
+/// command in the same channel commits while the insert waits on it; only
+/// then (zero rows) does a second read follow.
 pub async fn ensure(
     conn: &mut PgConnection,
     channel_id: &str,
     team_id: Option<&str>,
     defaults: &ChannelDefaults,
 ) -> Result<ChannelConfig, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO channels (channel_id, team_id, reminder_offset_minutes, retention_days, timezone)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (channel_id) DO NOTHING",
-    )
+    let row: Option<ChannelRow> = sqlx::query_as(concat!(
+        "WITH inserted AS (
+             INSERT INTO channels (channel_id, team_id, reminder_offset_minutes, retention_days, timezone)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (channel_id) DO NOTHING
+             RETURNING ",
+        channel_columns!(),
+        ")
+         SELECT ",
+        channel_columns!(),
+        " FROM inserted
+         UNION ALL
+         SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE channel_id = $1
+         LIMIT 1"
+    ))
     .bind(channel_id)
     .bind(team_id)
     .bind(defaults.reminder_offset_minutes)
     .bind(defaults.retention_days)
     .bind(defaults.timezone.name())
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    let row: ChannelRow = sqlx::query_as(concat!(
-        "SELECT ",
-        channel_columns!(),
-        " FROM channels WHERE channel_id = $1"
-    ))
-    .bind(channel_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(row.into())
+    match row {
+        Some(row) => Ok(row.into()),
+        None => find(conn, channel_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound),
+    }
 }
 
 /// The channel's configuration, if CoffeeBuddy has seen the channel.

@@ -125,6 +125,8 @@ pub struct NewRun<'a> {
     pub pickup_at: Option<DateTime<Utc>>,
     /// Note, if any.
     pub note: Option<&'a str>,
+    /// When the run closes by itself (`domain::auto_close::auto_close_at`).
+    pub auto_close_at: Option<DateTime<Utc>>,
 }
 
 /// Why a run could not start.
@@ -133,6 +135,10 @@ pub enum StartRunError {
     /// The channel already has a run in progress.
     #[error("the channel already has a run in progress")]
     AlreadyOpen(Box<Run>),
+    /// The channel's run in progress ended between the insert and the read
+    /// of it: trying again starts the run.
+    #[error("the channel's run in progress ended while this one started")]
+    Raced,
     /// Anything else.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -140,14 +146,16 @@ pub enum StartRunError {
 
 /// Inserts an open run. The one-open-run-per-channel constraint decides
 /// races; the loser gets the winner's run back.
+///
+/// One round trip when the run starts (no savepoint: a conflict is not an
+/// error, so the caller's transaction stays usable), a second read only
+/// when the channel already has a run in progress.
 pub async fn start(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, StartRunError> {
-    // A savepoint, so a constraint violation leaves the caller's transaction usable.
-    sqlx::query("SAVEPOINT start_run")
-        .execute(&mut *conn)
-        .await?;
     let inserted = sqlx::query_as::<_, Run>(concat!(
-        "INSERT INTO runs (run_id, channel_id, team_id, initiator_id, pickup_at, note)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        "INSERT INTO runs (run_id, channel_id, team_id, initiator_id, pickup_at, note, auto_close_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (channel_id) WHERE status IN ('open', 'closing') DO NOTHING
+         RETURNING ",
         run_columns!()
     ))
     .bind(new.run_id)
@@ -156,26 +164,16 @@ pub async fn start(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, Sta
     .bind(new.initiator_id)
     .bind(new.pickup_at)
     .bind(new.note)
-    .fetch_one(&mut *conn)
-    .await;
-    match inserted {
-        Ok(run) => {
-            sqlx::query("RELEASE SAVEPOINT start_run")
-                .execute(&mut *conn)
-                .await?;
-            Ok(run)
-        }
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("runs_one_open_per_channel") => {
-            sqlx::query("ROLLBACK TO SAVEPOINT start_run")
-                .execute(&mut *conn)
-                .await?;
-            match in_progress(conn, new.channel_id).await? {
-                Some(existing) => Err(StartRunError::AlreadyOpen(Box::new(existing))),
-                // It closed between our insert and this read: let the caller retry.
-                None => Err(StartRunError::Database(sqlx::Error::Database(e))),
-            }
-        }
-        Err(e) => Err(e.into()),
+    .bind(new.auto_close_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(run) = inserted {
+        return Ok(run);
+    }
+    match in_progress(conn, new.channel_id).await? {
+        Some(existing) => Err(StartRunError::AlreadyOpen(Box::new(existing))),
+        // It closed between our insert and this read: let the caller retry.
+        None => Err(StartRunError::Raced),
     }
 }
 

@@ -277,6 +277,54 @@ async fn four_runs_with_the_same_three_people_rotate_the_runner(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn twelve_people_typing_coffee_at_once_in_a_new_channel_start_one_run(pool: PgPool) {
+    // Arrange: a channel CoffeeBuddy has never seen (its row is created by
+    // whichever command comes first) and twelve people.
+    let app = CoffeeApp::start(pool.clone()).await;
+    let people: Vec<String> = (0..12).map(|i| format!("U0P{i:02}")).collect();
+
+    // Act
+    let commands = people.iter().map(|who| app.coffee(CHANNEL, who, ""));
+    let answers = futures::future::join_all(commands).await;
+
+    // Assert: one started, eleven told who did; one run, one message.
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    let texts: Vec<&str> = answers
+        .iter()
+        .map(|(_, a)| a["text"].as_str().unwrap_or_default())
+        .collect();
+    let started = texts
+        .iter()
+        .filter(|t| t.contains("Coffee run started"))
+        .count();
+    let refused: Vec<&&str> = texts
+        .iter()
+        .filter(|t| t.contains("already a coffee run open"))
+        .collect();
+    assert_eq!((started, refused.len()), (1, 11), "{texts:#?}");
+    let initiator: String =
+        sqlx::query_scalar("SELECT initiator_id FROM runs WHERE channel_id = $1")
+            .bind(CHANNEL)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert!(
+        refused
+            .iter()
+            .all(|t| t.contains(&format!("<@{initiator}>"))),
+        "every refusal names the starter"
+    );
+    app.posted_run(CHANNEL).await;
+    app.settle_effects().await;
+    assert_eq!(posts_to(&app, CHANNEL).len(), 1, "one run message");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(events, 1, "one run.created");
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
 async fn ten_concurrent_close_clicks_close_once(pool: PgPool) {
     // Arrange
     let app = CoffeeApp::start(pool.clone()).await;
