@@ -31,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_test_support::ory::{JwksFake, TestKey};
 use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
@@ -233,6 +234,28 @@ impl Target {
         self.timed("/slack/interactions", body).await
     }
 
+    async fn close(&self, channel: &str, user: &str, run_id: &str) -> anyhow::Result<Duration> {
+        let payload = json!({
+            "type": "block_actions",
+            "team": { "id": "T0BENCH" },
+            "user": { "id": user },
+            "channel": { "id": channel },
+            "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": channel },
+            "message": { "type": "message", "ts": "1700000000.000100" },
+            "response_url": "http://127.0.0.1:9/unused",
+            "trigger_id": "bench",
+            "actions": [{
+                "type": "button",
+                "action_id": blocks::ACTION_CLOSE,
+                "block_id": "run_actions",
+                "value": run_id,
+                "action_ts": "1700000001.000200"
+            }]
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
+        self.timed("/slack/interactions", body).await
+    }
+
     async fn timed(&self, path: &str, body: String) -> anyhow::Result<Duration> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -359,29 +382,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // Orders into one open run: the one-row-per-person upsert under contention.
     target.coffee(&format!("C0ORD{stamp}"), "U0BENCH").await?;
-    // The relay may still be posting the run messages of the rounds above.
+    // The effect worker may still be posting the run messages of the rounds
+    // above.
     let channel = format!("C0ORD{stamp}");
-    let mut run_id = None;
-    for _ in 0..600 {
-        run_id = slack
-            .calls_to("chat.postMessage")
-            .iter()
-            .rev()
-            .find(|c| c.body["channel"] == channel.as_str())
-            .and_then(|c| {
-                c.body["blocks"]
-                    .as_array()?
-                    .iter()
-                    .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
-                    .find(|e| e["action_id"] == "order_open")
-                    .and_then(|e| e["value"].as_str().map(str::to_owned))
-            });
-        if run_id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let run_id = run_id.context("no run message for the order benchmark within 60 s")?;
+    let run_id = posted_run_id(&slack, &channel, Duration::from_secs(60)).await?;
     for concurrency in [1, 8] {
         round("order submission (same run)", 500, concurrency, |i| {
             let user = format!("U0C{concurrency}X{i}");
@@ -394,8 +398,130 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rss) = peak_rss_mib(child.id()) {
         println!("\nPeak resident memory of coffeebuddy-local: {rss:.1} MiB");
     }
+
+    println!(
+        "\n| close | Slack per call | channels × people | slowest ack ms | a run's last DM after the click: p50 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let scenarios = [
+        ("one big run", Duration::from_millis(100), 1, 50),
+        ("one run", Duration::from_millis(400), 1, 6),
+        ("eight runs at once", Duration::from_millis(400), 8, 6),
+    ];
+    for (n, (name, latency, channels, people)) in scenarios.into_iter().enumerate() {
+        let prefix = format!("C0CL{stamp}S{n}X");
+        close_scenario(&target, &slack, name, &prefix, latency, channels, people).await?;
+    }
     stop(child);
     cold_start_table(&bin_dir()?, &slack).await
+}
+
+/// The run id on the **Order** button of the newest run message posted to
+/// `channel`, waiting up to `wait` for it.
+async fn posted_run_id(slack: &SlackFake, channel: &str, wait: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let run_id = slack
+            .calls_to("chat.postMessage")
+            .iter()
+            .rev()
+            .find(|c| c.body["channel"] == channel)
+            .and_then(|c| {
+                c.body["blocks"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                    .find(|e| e["action_id"] == blocks::ACTION_ORDER)
+                    .and_then(|e| e["value"].as_str().map(str::to_owned))
+            });
+        if let Some(run_id) = run_id {
+            return Ok(run_id);
+        }
+        if Instant::now() > deadline {
+            bail!("no run message in {channel} within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `channels` runs of `people` orders each, closed at the same moment while
+/// Slack answers every call after `latency`: how long after the click each
+/// run's last DM (every participant's, runner included) reached Slack, and
+/// when the last of all the runs' summaries and DMs did.
+async fn close_scenario(
+    target: &Target,
+    slack: &SlackFake,
+    name: &str,
+    prefix: &str,
+    latency: Duration,
+    channels: usize,
+    people: usize,
+) -> anyhow::Result<()> {
+    let mut runs = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let channel = format!("{prefix}{c}");
+        let starter = format!("U{prefix}{c}P0");
+        target.coffee(&channel, &starter).await?;
+        let run_id = posted_run_id(slack, &channel, Duration::from_secs(30)).await?;
+        let users: Vec<String> = (0..people).map(|p| format!("U{prefix}{c}P{p}")).collect();
+        for user in &users {
+            target.order(&run_id, user).await?;
+        }
+        runs.push((channel, starter, run_id, users));
+    }
+    // Let the run-message refreshes of the orders settle before timing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    slack.set_latency(latency);
+    let clicked = Instant::now();
+    let acks = futures::future::join_all(
+        runs.iter()
+            .map(|(channel, starter, run_id, _)| target.close(channel, starter, run_id)),
+    )
+    .await;
+    let mut ack = Duration::ZERO;
+    for a in acks {
+        ack = ack.max(a?);
+    }
+    let expected: usize = runs.iter().map(|(_, _, _, users)| users.len()).sum();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dms = loop {
+        let dms: Vec<(String, Instant)> = slack
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.at >= clicked)
+            .filter_map(|c| Some((c.body["channel"].as_str()?.to_owned(), c.at)))
+            .filter(|(to, _)| runs.iter().any(|(_, _, _, users)| users.contains(to)))
+            .collect();
+        if dms.len() >= expected {
+            break dms;
+        }
+        if Instant::now() > deadline {
+            slack.set_latency(Duration::ZERO);
+            bail!("{name}: {} of {expected} DMs within 120 s", dms.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    slack.set_latency(Duration::ZERO);
+    let mut last_dm: Vec<Duration> = runs
+        .iter()
+        .map(|(_, _, _, users)| {
+            dms.iter()
+                .filter(|(to, _)| users.contains(to))
+                .map(|(_, at)| at.duration_since(clicked))
+                .max()
+                .unwrap_or_default()
+        })
+        .collect();
+    last_dm.sort();
+    let all_done = last_dm.last().copied().unwrap_or_default();
+    println!(
+        "| {name} | {} ms | {channels} × {people} | {} | {} | {} |",
+        latency.as_millis(),
+        ms(ack),
+        ms(percentile(&last_dm, 50.0)),
+        ms(all_done),
+    );
+    Ok(())
 }
 
 /// SIGTERM, then wait: the server drains and exits.
