@@ -6,8 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffeebuddy_shared::events::{KafkaSink, Outbox};
-use coffeebuddy_test_support::events::{Tansu, TansuBroker};
+use cloudevents::AttributesReader as _;
+use coffeebuddy_shared::events::{
+    BoxFuture, DeliverError, KafkaSink, Outbox, RUN_CLOSE_REQUESTED, kafka,
+};
+use coffeebuddy_test_support::events::{Tansu, TansuBroker, post_binary};
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use sqlx::PgPool;
 
@@ -153,4 +156,151 @@ async fn with_kafka_down_runs_still_start_and_are_announced_and_their_events_fol
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.slack.calls_to("chat.postMessage").len(), 1);
+}
+
+/// How many times Knative's KafkaSource tries one event with `retry: 10`
+/// (`knative/kafka-sources.yaml`) before sending it to its dead-letter sink.
+const KNATIVE_DELIVERIES: usize = 11;
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn a_close_event_knative_gave_up_on_is_parked_and_the_tick_still_finishes_the_run(
+    pool: PgPool,
+) {
+    // Arrange: production's shape. The outbox publishes to Kafka (tansu);
+    // the test plays the KafkaSource, delivering each event to `POST /` and
+    // giving up after 11 failed deliveries, to the dead-letter sink. Closing
+    // is broken meanwhile: the database refuses to end a run (a trigger
+    // standing in for a bad migration or a full disk).
+    let tansu = Tansu::from_env();
+    let topic = tansu.create_topic(1).await;
+    let settings = tansu.settings(&topic);
+    let app = CoffeeApp::start_customized(pool, SlackFake::start().await, &[], |ctx| {
+        let sink = KafkaSink::new(&settings).expect("sink");
+        let outbox = Outbox::new(ctx.db.clone(), Arc::new(sink));
+        coffeebuddy_shared::runtime::Context { outbox, ..ctx }
+    })
+    .await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_to_end_runs() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$;
+         CREATE TRIGGER refuse_to_end_runs BEFORE UPDATE ON runs FOR EACH ROW \
+           WHEN (OLD.status = 'closing' AND NEW.status <> 'closing') \
+           EXECUTE FUNCTION refuse_to_end_runs();",
+    )
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    let (status, _) = app.coffee(CHANNEL, "U0ALICE", "").await;
+    assert_eq!(status, 200);
+    let run_id = app.posted_run(CHANNEL).await;
+    app.submit_order("U0BOB", run_id, "tea", &[]).await;
+
+    // Act: Alice closes; the KafkaSource delivers run.close_requested 11
+    // times, every one refused, then parks it and never delivers it again.
+    app.click_close(CHANNEL, "U0ALICE", run_id).await;
+    let answers: Arc<std::sync::Mutex<Vec<u16>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = Arc::new(std::sync::Mutex::new(Some(stop)));
+    let source = {
+        let (answers, stop) = (Arc::clone(&answers), Arc::clone(&stop));
+        let (http, intake) = (reqwest::Client::new(), app.server.url("/"));
+        let dead_letters = app.server.url("/dead-letters");
+        let deliver = move |mut event: cloudevents::Event| {
+            let (answers, stop, http) = (Arc::clone(&answers), Arc::clone(&stop), http.clone());
+            let (intake, dead_letters) = (intake.clone(), dead_letters.clone());
+            let deliver: BoxFuture<'static, Result<(), DeliverError>> = Box::pin(async move {
+                if event.ty() != RUN_CLOSE_REQUESTED {
+                    let response = post_binary(&http, &intake, &event).send().await;
+                    return match response {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        _ => Err(DeliverError::Unavailable("the intake refused".into())),
+                    };
+                }
+                let mut last = 0;
+                for _ in 0..KNATIVE_DELIVERIES {
+                    let response = post_binary(&http, &intake, &event).send().await.unwrap();
+                    last = response.status().as_u16();
+                    answers.lock().unwrap().push(last);
+                    if response.status().is_success() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                event.set_extension("knativeerrorcode", last.to_string());
+                event.set_extension("knativeerrordest", intake.as_str());
+                let parked = post_binary(&http, &dead_letters, &event)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(parked.status(), 202, "the dead-letter sink takes it");
+                if let Some(stop) = stop.lock().unwrap().take() {
+                    let _ = stop.send(());
+                }
+                Ok(())
+            });
+            deliver
+        };
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            kafka::consume(&settings, "knative-kafka-source", deliver, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(60), source)
+        .await
+        .expect("the KafkaSource gave up within a minute")
+        .unwrap()
+        .expect("the consumer ran");
+
+    // Assert: every delivery was refused as retryable (so Knative retried),
+    // the event is parked for operators, and the run waits in `closing`.
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), KNATIVE_DELIVERIES, "{answers:?}");
+    assert!(answers.iter().all(|s| *s >= 500), "{answers:?}");
+    let parked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE source = 'sink' AND kind = $1")
+            .bind(RUN_CLOSE_REQUESTED)
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(parked, 1);
+    assert!(
+        app.slack.dm_messages("U0BOB").is_empty(),
+        "nobody was told yet"
+    );
+
+    // Act: the database is fixed; the close was asked for over a minute
+    // ago (Knative's retries take about 8.5 min); a ping tick comes.
+    sqlx::raw_sql("DROP TRIGGER refuse_to_end_runs ON runs")
+        .execute(&app.ctx.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE runs SET close_requested_at = close_requested_at - interval '2 minutes' \
+         WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    app.tick().await;
+
+    // Assert: the run is closed and announced, once.
+    app.settle_effects().await;
+    let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "closed");
+    assert_eq!(app.slack.dm_messages("U0BOB").len(), 1, "Bob hears once");
+    let summaries = app
+        .slack
+        .messages(CHANNEL)
+        .into_iter()
+        .filter(|m| all_text(m).contains("getting the coffee"))
+        .count();
+    assert_eq!(summaries, 1, "one summary");
 }
