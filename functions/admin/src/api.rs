@@ -31,7 +31,7 @@ use coffeebuddy_shared::domain::admin::{
     parse_retention_days, parse_timezone,
 };
 use coffeebuddy_shared::domain::ids::ChannelId;
-use coffeebuddy_shared::events::{CHANNEL_CONFIG_CHANGED, ChannelConfigChanged};
+use coffeebuddy_shared::events::ChannelConfigChanged;
 use coffeebuddy_shared::runtime::{Context, Probe};
 use serde_json::{Map, Value};
 
@@ -311,7 +311,6 @@ async fn put_config(
     .await?;
     ctx.record_channel_event(
         &mut tx,
-        CHANNEL_CONFIG_CHANGED,
         channel.as_ref(),
         &ChannelConfigChanged {
             channel_id: channel.to_string(),

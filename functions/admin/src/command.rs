@@ -12,8 +12,7 @@ use coffeebuddy_shared::domain::admin::{ADMIN_USAGE, AdminCommand, parse_admin_c
 use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
 use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{
-    self, AdminCommandRequested, ChannelConfigChanged, HandleEventError, decode_data,
-    first_delivery,
+    AdminCommandRequested, ChannelConfigChanged, HandleEventError, decode_data, first_delivery,
 };
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
@@ -137,8 +136,7 @@ pub(crate) async fn handle(
                     text: cmd.text.clone(),
                     response: Some(response),
                 };
-                ctx.record_channel_event(&mut tx, events::ADMIN_COMMAND_REQUESTED, channel, &data)
-                    .await?;
+                ctx.record_channel_event(&mut tx, channel, &data).await?;
                 ctx.commit_and_publish(tx).await?;
                 tracing::info!(subcommand = %command, "checking workspace-admin rights after the ack");
                 return Ok(answer(
@@ -323,7 +321,6 @@ async fn changed(
         actor: actor.to_string(),
         action: action.to_owned(),
     };
-    ctx.record_channel_event(conn, events::CHANNEL_CONFIG_CHANGED, channel, &data)
-        .await?;
+    ctx.record_channel_event(conn, channel, &data).await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use coffeebuddy_shared::domain::follow_through::Milestone;
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::domain::order::OrderText;
 use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::{self, OrderChanged, RunCloseRequested};
+use coffeebuddy_shared::events::{OrderChanged, OrderPlaced, OrderUpdated, RunCloseRequested};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
@@ -191,17 +191,21 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
         runner_again,
     )
     .await?;
-    let event_type = match change {
-        orders::OrderChange::Placed => events::ORDER_PLACED,
-        orders::OrderChange::Updated => events::ORDER_UPDATED,
-    };
     let data = OrderChanged {
         run_id,
         channel_id: run.channel_id.clone(),
         user_id: user.to_owned(),
     };
-    ctx.record_event(&mut tx, event_type, &run.channel_id, run_id, &data)
-        .await?;
+    match change {
+        orders::OrderChange::Placed => {
+            ctx.record_event(&mut tx, &run.channel_id, run_id, &OrderPlaced(data))
+                .await?
+        }
+        orders::OrderChange::Updated => {
+            ctx.record_event(&mut tx, &run.channel_id, run_id, &OrderUpdated(data))
+                .await?
+        }
+    };
     if let Some(channel_id) = channel_of(&run) {
         let refresh = Effect::UpdateRunMessage { run_id, channel_id };
         ctx.record_effect(&mut tx, &refresh).await?;
@@ -264,14 +268,8 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
         authorized,
         response,
     };
-    ctx.record_event(
-        &mut tx,
-        events::RUN_CLOSE_REQUESTED,
-        &run.channel_id,
-        run_id,
-        &data,
-    )
-    .await?;
+    ctx.record_event(&mut tx, &run.channel_id, run_id, &data)
+        .await?;
     ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, closed_by = %user, authorized, "close requested");
     Ok(StatusCode::OK.into_response())

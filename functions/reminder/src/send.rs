@@ -20,7 +20,7 @@ use coffeebuddy_shared::app::run_view;
 use coffeebuddy_shared::db::{channels, runs};
 use coffeebuddy_shared::domain::reminder;
 use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::{self, HandleEventError, ReminderSent};
+use coffeebuddy_shared::events::{HandleEventError, ReminderSent};
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks;
 use futures::StreamExt as _;
@@ -162,14 +162,8 @@ pub(crate) async fn send(ctx: &Context, run_id: Uuid) -> Result<Sent, HandleEven
         channel_id: claimed.channel_id.clone(),
         runner_id: claimed.runner_id.clone(),
     };
-    ctx.record_event(
-        &mut tx,
-        events::REMINDER_SENT,
-        &claimed.channel_id,
-        run_id,
-        &data,
-    )
-    .await?;
+    ctx.record_event(&mut tx, &claimed.channel_id, run_id, &data)
+        .await?;
     let dm = Effect::DmReminder {
         run_id,
         channel_id: view.channel_id.clone(),

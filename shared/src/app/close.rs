@@ -126,12 +126,7 @@ pub async fn decide(
         runner_id: closed.runner_id.clone(),
         cancelled: closed.status == runs::RunStatus::Cancelled,
     };
-    let event = NewEvent::new(
-        events::RUN_CLOSED,
-        &closed.channel_id,
-        Some(run_id.to_string()),
-        &data,
-    );
+    let event = NewEvent::new(&closed.channel_id, Some(run_id.to_string()), &data);
     events::enqueue(&mut *conn, event_source, event).await?;
     let participants: Vec<UserId> = candidates.iter().map(|c| c.user_id.clone()).collect();
     for effect in close_effects(run_id, &channel_id, runner.as_ref(), &participants) {

@@ -98,12 +98,7 @@ pub async fn start_run(
         run_id: run.run_id,
         channel_id: run.channel_id.clone(),
     };
-    let event = NewEvent::new(
-        events::RUN_CREATED,
-        &run.channel_id,
-        Some(run.run_id.to_string()),
-        &created,
-    );
+    let event = NewEvent::new(&run.channel_id, Some(run.run_id.to_string()), &created);
     events::enqueue(conn, event_source, event).await?;
     // The response URL stays with us, for telling the starter if the run
     // message cannot be posted.

@@ -449,12 +449,7 @@ impl EffectWorker {
             runner_id: None,
             cancelled: true,
         };
-        let event = NewEvent::new(
-            events::RUN_CLOSED,
-            channel_id.as_ref(),
-            Some(run_id.to_string()),
-            &data,
-        );
+        let event = NewEvent::new(channel_id.as_ref(), Some(run_id.to_string()), &data);
         events::enqueue(&mut *conn, &self.event_source, event).await?;
         let text = match error {
             Some(SlackApiError::Api { error, .. })

@@ -89,6 +89,32 @@ pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
 /// The `datacontenttype` of every event we emit.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 
+/// The `data` of one event type. The type comes with the payload, so no
+/// event can be written with another type's data.
+pub trait EventData: Serialize {
+    /// The CloudEvent `type` this is the data of.
+    const TYPE: &'static str;
+}
+
+macro_rules! event_data {
+    ($($data:ty => $ty:expr),* $(,)?) => {
+        $(impl EventData for $data {
+            const TYPE: &'static str = $ty;
+        })*
+    };
+}
+
+event_data! {
+    RunCreated => RUN_CREATED,
+    OrderPlaced => ORDER_PLACED,
+    OrderUpdated => ORDER_UPDATED,
+    RunCloseRequested => RUN_CLOSE_REQUESTED,
+    RunClosed => RUN_CLOSED,
+    ReminderSent => REMINDER_SENT,
+    ChannelConfigChanged => CHANNEL_CONFIG_CHANGED,
+    AdminCommandRequested => ADMIN_COMMAND_REQUESTED,
+}
+
 /// Data of [`RUN_CREATED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCreated {
@@ -108,6 +134,16 @@ pub struct OrderChanged {
     /// Who placed or edited the order.
     pub user_id: String,
 }
+
+/// Data of [`ORDER_PLACED`]: a person's first order in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderPlaced(pub OrderChanged);
+
+/// Data of [`ORDER_UPDATED`]: a person changed their order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderUpdated(pub OrderChanged);
 
 /// Data of [`RUN_CLOSE_REQUESTED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,18 +236,18 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// An event of `event_type` carrying `data` serialised to JSON.
+    /// An event carrying `data` serialised to JSON, of `data`'s type.
     ///
     /// Our payload types serialise infallibly (plain structs of strings,
     /// ids and booleans); should a future type fail, the event carries JSON
     /// `null`, which every consumer rejects as malformed and logs, rather
     /// than this constructor panicking inside a request handler.
-    pub fn new<T: Serialize>(
-        event_type: &'static str,
+    pub fn new<T: EventData>(
         partition_key: impl Into<String>,
         subject: Option<String>,
         data: &T,
     ) -> Self {
+        let event_type = T::TYPE;
         let data = serde_json::to_value(data).unwrap_or_else(|e| {
             tracing::error!(error = %e, event_type, "cannot serialise event data");
             serde_json::Value::Null
@@ -268,6 +304,43 @@ mod tests {
     }
 
     #[test]
+    fn every_payload_type_writes_its_own_known_event_type_and_the_same_json() {
+        let order = OrderChanged {
+            run_id: Uuid::nil(),
+            channel_id: "C1".to_owned(),
+            user_id: "U1".to_owned(),
+        };
+        let placed = NewEvent::new("C1", None, &OrderPlaced(order.clone()));
+        let updated = NewEvent::new("C1", None, &OrderUpdated(order.clone()));
+        assert_eq!(
+            (placed.event_type, updated.event_type),
+            (ORDER_PLACED, ORDER_UPDATED)
+        );
+        // The wrappers change the type, never the data consumers decode.
+        let plain = serde_json::to_value(&order).expect("json");
+        assert_eq!((&placed.data, &updated.data), (&plain, &plain));
+        let written = [
+            RunCreated::TYPE,
+            OrderPlaced::TYPE,
+            OrderUpdated::TYPE,
+            RunCloseRequested::TYPE,
+            RunClosed::TYPE,
+            ReminderSent::TYPE,
+            ChannelConfigChanged::TYPE,
+            AdminCommandRequested::TYPE,
+        ];
+        for ty in written {
+            assert!(ALL_TYPES.contains(&ty), "{ty} is not a known type");
+        }
+        let distinct: std::collections::HashSet<_> = written.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            written.len(),
+            "one payload type per event type"
+        );
+    }
+
+    #[test]
     fn a_payload_survives_new_event_and_decode_data() {
         let payload = RunClosed {
             run_id: Uuid::new_v4(),
@@ -275,7 +348,8 @@ mod tests {
             runner_id: Some("U1".to_owned()),
             cancelled: false,
         };
-        let new = NewEvent::new(RUN_CLOSED, "C1", Some(payload.run_id.to_string()), &payload);
+        let new = NewEvent::new("C1", Some(payload.run_id.to_string()), &payload);
+        assert_eq!(new.event_type, RUN_CLOSED);
         assert_eq!(new.data["runner_id"], "U1");
         assert_eq!(new.partition_key, "C1");
 

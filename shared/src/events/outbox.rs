@@ -514,7 +514,6 @@ mod tests {
     fn run_created(channel: &str) -> NewEvent {
         let run_id = Uuid::new_v4();
         NewEvent::new(
-            RUN_CREATED,
             channel,
             Some(run_id.to_string()),
             &RunCreated {

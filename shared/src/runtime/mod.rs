@@ -206,28 +206,26 @@ impl Context {
 
     /// Writes an event about `run_id` in `channel_id` into the outbox, inside
     /// the caller's transaction: it commits (or not) with the state change.
-    pub async fn record_event<T: serde::Serialize>(
+    pub async fn record_event<T: crate::events::EventData>(
         &self,
         conn: &mut sqlx::PgConnection,
-        event_type: &'static str,
         channel_id: &str,
         run_id: uuid::Uuid,
         data: &T,
     ) -> Result<uuid::Uuid, sqlx::Error> {
-        let event = NewEvent::new(event_type, channel_id, Some(run_id.to_string()), data);
+        let event = NewEvent::new(channel_id, Some(run_id.to_string()), data);
         enqueue(conn, &self.event_source(), event).await
     }
 
     /// Writes an event about a whole channel (no run) into the outbox,
     /// inside the caller's transaction.
-    pub async fn record_channel_event<T: serde::Serialize>(
+    pub async fn record_channel_event<T: crate::events::EventData>(
         &self,
         conn: &mut sqlx::PgConnection,
-        event_type: &'static str,
         channel_id: &str,
         data: &T,
     ) -> Result<uuid::Uuid, sqlx::Error> {
-        let event = NewEvent::new(event_type, channel_id, None, data);
+        let event = NewEvent::new(channel_id, None, data);
         enqueue(conn, &self.event_source(), event).await
     }
 

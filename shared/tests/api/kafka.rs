@@ -27,7 +27,6 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 fn run_created(channel: &str) -> NewEvent {
     let run_id = Uuid::new_v4();
     NewEvent::new(
-        RUN_CREATED,
         channel,
         Some(run_id.to_string()),
         &RunCreated {
