@@ -27,8 +27,8 @@ use axum::routing::{any, get};
 use coffeebuddy_shared::auth::{Operator, OryVerifier};
 use coffeebuddy_shared::db::{audit, channels, stats};
 use coffeebuddy_shared::domain::admin::{
-    AutoCloseSetting, ConfigPatch, ConfigView, parse_auto_close_minutes, parse_reminder_offset,
-    parse_retention_days, parse_timezone,
+    AuditAction, AutoCloseSetting, ConfigPatch, ConfigView, parse_auto_close_minutes,
+    parse_reminder_offset, parse_retention_days, parse_timezone,
 };
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::events::ChannelConfigChanged;
@@ -46,7 +46,7 @@ const STATS_PATH: &str = "/admin/api/v1/channels/{channel_id}/stats";
 /// The runs export.
 const RUNS_CSV_PATH: &str = "/admin/api/v1/channels/{channel_id}/runs.csv";
 /// The audit action of a change made through this API.
-pub(crate) const ACTION: &str = "api-update";
+pub(crate) const ACTION: AuditAction = AuditAction::ApiUpdate;
 /// Audit rows returned when `limit` is not given.
 const DEFAULT_AUDIT_LIMIT: i64 = 50;
 /// The most audit rows one request may ask for.
@@ -315,7 +315,7 @@ async fn put_config(
         &ChannelConfigChanged {
             channel_id: channel.to_string(),
             actor: operator.sub.clone(),
-            action: ACTION.to_owned(),
+            action: ACTION.to_string(),
         },
     )
     .await?;

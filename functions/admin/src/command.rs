@@ -8,7 +8,9 @@ use chrono::Duration;
 use cloudevents::{AttributesReader as _, Event};
 use coffeebuddy_shared::app::responses;
 use coffeebuddy_shared::db::channels::{self, ChannelConfig};
-use coffeebuddy_shared::domain::admin::{ADMIN_USAGE, AdminCommand, parse_admin_command};
+use coffeebuddy_shared::domain::admin::{
+    ADMIN_USAGE, AdminCommand, AuditAction, parse_admin_command,
+};
 use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
 use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{
@@ -255,7 +257,7 @@ async fn execute(
             if channels::add_admin(&mut *tx, channel, defaults, actor.as_ref(), user.as_ref())
                 .await?
             {
-                changed(ctx, &mut *tx, channel, actor, "admins-add").await?;
+                changed(ctx, &mut *tx, channel, actor, AuditAction::AdminsAdd).await?;
                 format!("{} is now a channel admin.", user.mention())
             } else {
                 format!("{} already is a channel admin.", user.mention())
@@ -263,7 +265,7 @@ async fn execute(
         }
         AdminCommand::RemoveAdmin(user) => {
             if channels::remove_admin(&mut *tx, channel, actor.as_ref(), user.as_ref()).await? {
-                changed(ctx, &mut *tx, channel, actor, "admins-remove").await?;
+                changed(ctx, &mut *tx, channel, actor, AuditAction::AdminsRemove).await?;
                 format!("{} is no longer a channel admin.", user.mention())
             } else {
                 format!("{} was not a channel admin.", user.mention())
@@ -295,7 +297,7 @@ async fn execute(
                 == 1;
             if confirmed {
                 let counts = channels::reset(&mut *tx, channel, actor.as_ref()).await?;
-                changed(ctx, &mut *tx, channel, actor, "reset").await?;
+                changed(ctx, &mut *tx, channel, actor, AuditAction::Reset).await?;
                 format!(
                     "Reset done: deleted {} run(s) and {} runner count(s). Fairness starts afresh.",
                     counts.runs, counts.served_counts
@@ -314,12 +316,12 @@ async fn changed(
     conn: &mut sqlx::PgConnection,
     channel: &str,
     actor: &UserId,
-    action: &str,
+    action: AuditAction,
 ) -> Result<(), sqlx::Error> {
     let data = ChannelConfigChanged {
         channel_id: channel.to_owned(),
         actor: actor.to_string(),
-        action: action.to_owned(),
+        action: action.to_string(),
     };
     ctx.record_channel_event(conn, channel, &data).await?;
     Ok(())

@@ -8,6 +8,7 @@
 
 use chrono::Duration;
 use coffeebuddy_shared::db::audit::{self, SYSTEM_ACTOR};
+use coffeebuddy_shared::domain::admin::AuditAction;
 use coffeebuddy_shared::runtime::Context;
 
 /// Runs deleted per statement, so a first purge of a big channel never holds
@@ -78,7 +79,7 @@ pub async fn purge_expired(ctx: &Context) -> Result<PurgeReport, sqlx::Error> {
                 &mut tx,
                 &channel_id,
                 SYSTEM_ACTOR,
-                "retention",
+                AuditAction::RetentionPurge,
                 Some(serde_json::json!({ "retention_days": retention_days, "closed_before": cutoff })),
                 Some(serde_json::json!({ "runs_deleted": deleted })),
             )

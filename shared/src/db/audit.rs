@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::domain::admin::AuditAction;
+
 /// The actor recorded for changes CoffeeBuddy makes by itself (retention).
 pub const SYSTEM_ACTOR: &str = "system";
 
@@ -28,14 +30,14 @@ pub async fn record(
     conn: &mut PgConnection,
     channel_id: &str,
     actor: &str,
-    action: &str,
+    action: AuditAction,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO audit_log (channel_id, actor, action, before, after) VALUES ($1, $2, $3, $4, $5)")
         .bind(channel_id)
         .bind(actor)
-        .bind(action)
+        .bind(action.as_str())
         .bind(before)
         .bind(after)
         .execute(conn)

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use crate::config::ChannelDefaults;
 use crate::db::audit;
-use crate::domain::admin::{ConfigPatch, ConfigView};
+use crate::domain::admin::{AuditAction, ConfigPatch, ConfigView};
 use crate::domain::auto_close::AutoCloseMinutes;
 
 /// A channel's configuration as the functions use it.
@@ -169,7 +169,7 @@ pub async fn apply_patch(
     channel_id: &str,
     defaults: &ChannelDefaults,
     actor: &str,
-    action: &str,
+    action: AuditAction,
     patch: &ConfigPatch,
 ) -> Result<(ChannelConfig, ChannelConfig), sqlx::Error> {
     ensure(&mut *conn, channel_id, None, defaults).await?;
@@ -256,7 +256,7 @@ pub async fn add_admin(
             conn,
             channel_id,
             actor,
-            "admins-add",
+            AuditAction::AdminsAdd,
             Some(serde_json::json!({ "admins": before })),
             Some(serde_json::json!({ "admins": after })),
         )
@@ -287,7 +287,7 @@ pub async fn remove_admin(
             conn,
             channel_id,
             actor,
-            "admins-remove",
+            AuditAction::AdminsRemove,
             Some(serde_json::json!({ "admins": before })),
             Some(serde_json::json!({ "admins": after })),
         )
@@ -336,7 +336,7 @@ pub async fn reset(
         conn,
         channel_id,
         actor,
-        "reset",
+        AuditAction::Reset,
         serde_json::to_value(counts).ok(),
         None,
     )

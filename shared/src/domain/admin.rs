@@ -135,8 +135,8 @@ pub enum AdminCommand {
     /// `retention N`, `timezone NAME`, `auto-close N|off`: a configuration
     /// change, with the audit action name.
     Configure {
-        /// Audit action, e.g. `disable` or `reminder-offset`.
-        action: &'static str,
+        /// What the audit trail calls it.
+        action: AuditAction,
         /// The change.
         patch: ConfigPatch,
     },
@@ -162,12 +162,75 @@ impl fmt::Display for AdminCommand {
         match self {
             Self::Help => f.write_str("help"),
             Self::Status => f.write_str("status"),
-            Self::Configure { action, .. } => f.write_str(action),
+            Self::Configure { action, .. } => f.write_str(action.as_str()),
             Self::AddAdmin(_) => f.write_str("admins add"),
             Self::RemoveAdmin(_) => f.write_str("admins remove"),
             Self::Reset => f.write_str("reset"),
             Self::ResetConfirm => f.write_str("reset confirm"),
         }
+    }
+}
+
+/// What an audit row says was done (`audit_log.action`, and the `action`
+/// of `channel.config_changed`). The names are what operators read and
+/// filter on: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// `/coffee-admin enable`.
+    Enable,
+    /// `/coffee-admin disable`.
+    Disable,
+    /// `/coffee-admin reminders on`.
+    RemindersOn,
+    /// `/coffee-admin reminders off`.
+    RemindersOff,
+    /// `/coffee-admin reminder-offset N`.
+    ReminderOffset,
+    /// `/coffee-admin retention N`.
+    Retention,
+    /// `/coffee-admin timezone NAME`.
+    Timezone,
+    /// `/coffee-admin auto-close N`.
+    AutoClose,
+    /// `/coffee-admin auto-close off`.
+    AutoCloseOff,
+    /// `/coffee-admin admins add`.
+    AdminsAdd,
+    /// `/coffee-admin admins remove`.
+    AdminsRemove,
+    /// `/coffee-admin reset confirm`.
+    Reset,
+    /// The daily purge of data older than the retention (actor `system`);
+    /// recorded as `retention`, like the setting, since the first release.
+    RetentionPurge,
+    /// `PUT /admin/api/v1/channels/{id}/config`.
+    ApiUpdate,
+}
+
+impl AuditAction {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enable => "enable",
+            Self::Disable => "disable",
+            Self::RemindersOn => "reminders-on",
+            Self::RemindersOff => "reminders-off",
+            Self::ReminderOffset => "reminder-offset",
+            Self::Retention | Self::RetentionPurge => "retention",
+            Self::Timezone => "timezone",
+            Self::AutoClose => "auto-close",
+            Self::AutoCloseOff => "auto-close-off",
+            Self::AdminsAdd => "admins-add",
+            Self::AdminsRemove => "admins-remove",
+            Self::Reset => "reset",
+            Self::ApiUpdate => "api-update",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -213,14 +276,14 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
         None | Some("help") => Ok(AdminCommand::Help),
         Some("status") => only(1, "status").map(|()| AdminCommand::Status),
         Some("enable") => only(1, "enable").map(|()| AdminCommand::Configure {
-            action: "enable",
+            action: AuditAction::Enable,
             patch: ConfigPatch {
                 enabled: Some(true),
                 ..patch
             },
         }),
         Some("disable") => only(1, "disable").map(|()| AdminCommand::Configure {
-            action: "disable",
+            action: AuditAction::Disable,
             patch: ConfigPatch {
                 enabled: Some(false),
                 ..patch
@@ -234,7 +297,11 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
                 _ => return Err(ParseAdminError::Usage("reminders on|off")),
             };
             Ok(AdminCommand::Configure {
-                action: if on { "reminders-on" } else { "reminders-off" },
+                action: if on {
+                    AuditAction::RemindersOn
+                } else {
+                    AuditAction::RemindersOff
+                },
                 patch: ConfigPatch {
                     reminders_enabled: Some(on),
                     ..patch
@@ -245,7 +312,7 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
             only(2, "reminder-offset <0-60>")?;
             let minutes = number(arg(1), "reminder-offset <0-60>", parse_reminder_offset)?;
             Ok(AdminCommand::Configure {
-                action: "reminder-offset",
+                action: AuditAction::ReminderOffset,
                 patch: ConfigPatch {
                     reminder_offset_minutes: Some(minutes),
                     ..patch
@@ -256,7 +323,7 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
             only(2, "retention <1-3650>")?;
             let days = number(arg(1), "retention <1-3650>", parse_retention_days)?;
             Ok(AdminCommand::Configure {
-                action: "retention",
+                action: AuditAction::Retention,
                 patch: ConfigPatch {
                     retention_days: Some(days),
                     ..patch
@@ -267,7 +334,7 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
             only(2, "timezone <IANA name>")?;
             let tz = parse_timezone(arg(1).unwrap_or_default())?;
             Ok(AdminCommand::Configure {
-                action: "timezone",
+                action: AuditAction::Timezone,
                 patch: ConfigPatch {
                     timezone: Some(tz),
                     ..patch
@@ -279,7 +346,7 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
             only(2, USAGE)?;
             if lower[1] == "off" {
                 return Ok(AdminCommand::Configure {
-                    action: "auto-close-off",
+                    action: AuditAction::AutoCloseOff,
                     patch: ConfigPatch {
                         auto_close: Some(AutoCloseSetting::Off),
                         ..patch
@@ -289,7 +356,7 @@ pub fn parse_admin_command(text: &str) -> Result<AdminCommand, ParseAdminError> 
             // As for the other numbers: junk gets the bounds, not a shrug.
             let minutes = parse_auto_close_minutes(lower[1].parse::<i64>().unwrap_or(i64::MIN))?;
             Ok(AdminCommand::Configure {
-                action: "auto-close",
+                action: AuditAction::AutoClose,
                 patch: ConfigPatch {
                     auto_close: Some(AutoCloseSetting::Before(minutes)),
                     ..patch
