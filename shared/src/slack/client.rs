@@ -19,13 +19,22 @@
 //!   [`RetryPolicy::base_backoff`];
 //! - everything else fails at once.
 //!
+//! Slack's rate limits are per method (tiers), not per call: after a 429,
+//! every clone of the client holds back its calls to that method until the
+//! `Retry-After` has passed (waiting, or failing at once with
+//! [`SlackApiError::RateLimited`] when the wait is longer than the policy
+//! allows), instead of each in-flight caller earning its own 429. Other
+//! methods go on.
+//!
 //! `views.open` is the exception: its `trigger_id` dies three seconds after
 //! the click, so it gets one attempt with a 2.5 s timeout.
 //!
 //! The token never appears in `Debug`, logs or errors ([`SecretString`]), and
 //! error messages carry no URL (a `response_url` is itself a credential).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -270,6 +279,8 @@ pub struct SlackClient {
     base_url: String,
     token: SecretString,
     retry: RetryPolicy,
+    /// Until when each rate-limited method is held back, shared by clones.
+    limited: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
 
 impl fmt::Debug for SlackClient {
@@ -328,6 +339,7 @@ impl SlackClient {
             base_url: settings.api_base_url.trim_end_matches('/').to_owned(),
             token: settings.bot_token.clone(),
             retry: RetryPolicy::default(),
+            limited: Arc::default(),
         }
     }
 
@@ -573,10 +585,26 @@ impl SlackClient {
         let max_attempts = policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            if let Some(wait) = self.held_back(method) {
+                if wait > policy.max_retry_after {
+                    return Err(SlackApiError::RateLimited {
+                        method: method.to_owned(),
+                        retry_after: wait,
+                    });
+                }
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "waiting out the method's rate limit"
+                );
+                tokio::time::sleep(wait).await;
+            }
             let error = match self.attempt(method, url, body, auth, expect, policy).await {
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
+            if let SlackApiError::RateLimited { retry_after, .. } = &error {
+                self.hold_back(method, *retry_after);
+            }
             if attempt >= max_attempts || !error.is_retryable() {
                 tracing::warn!(attempt, %error, "Slack call failed");
                 return Err(error);
@@ -595,6 +623,32 @@ impl SlackClient {
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+    }
+
+    /// How long calls to `method` are still held back after a 429.
+    fn held_back(&self, method: &str) -> Option<Duration> {
+        let mut limited = self.limited.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = *limited.get(method)?;
+        let now = tokio::time::Instant::now();
+        if until <= now {
+            limited.remove(method);
+            return None;
+        }
+        Some(until - now)
+    }
+
+    /// Holds calls to `method` back for `retry_after` (never shortening a
+    /// longer hold another caller learned).
+    fn hold_back(&self, method: &str, retry_after: Duration) {
+        // `Retry-After` is Slack's to choose: an absurd one must not
+        // overflow the clock (an hour is already far past any caller's wait).
+        let now = tokio::time::Instant::now();
+        let until = now
+            .checked_add(retry_after.min(MAX_HOLD_BACK))
+            .unwrap_or(now);
+        let mut limited = self.limited.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = limited.entry(method.to_owned()).or_insert(until);
+        *held = (*held).max(until);
     }
 
     /// One HTTP exchange, classified.
@@ -664,6 +718,9 @@ impl SlackClient {
         }
     }
 }
+
+/// The longest a 429 holds a method back.
+const MAX_HOLD_BACK: Duration = Duration::from_secs(3600);
 
 /// `Retry-After` in (whole, per Slack) seconds.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

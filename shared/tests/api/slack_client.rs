@@ -361,3 +361,81 @@ async fn a_down_slack_fails_after_every_attempt() {
     assert!(matches!(err, SlackApiError::Status { status: 503, .. }));
     assert_eq!(fake.calls_to("chat.update").len(), 3);
 }
+
+#[tokio::test]
+async fn after_a_429_calls_to_that_method_wait_out_retry_after_and_other_methods_go_on() {
+    // Arrange: Slack rate-limits one post for 2 s.
+    let (fake, client) = fake_and_client().await;
+    fake.fail_next(
+        "chat.postMessage",
+        FakeResponse::RateLimited {
+            retry_after_secs: 2,
+        },
+    );
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.post_message("C0COFFEE", &message()).await })
+    };
+    while fake.calls_to("chat.postMessage").is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let limited_at = fake.calls_to("chat.postMessage")[0].at;
+
+    // Act: meanwhile, another clone posts, and looks a user up.
+    let second = message();
+    let other = client.post_message("C0OTHER", &second);
+    let alice = UserId::parse("U0ALICE").expect("user id");
+    let lookup = client.users_info(&alice);
+    let (other, lookup) = tokio::join!(other, lookup);
+
+    // Assert: both posts landed, neither reached Slack inside the window
+    // Slack asked for (no second 429 earned), and users.info did not wait.
+    other.expect("the second post landed");
+    first.await.expect("joined").expect("the first post landed");
+    let posts = fake.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 3, "one refused, two done");
+    for later in &posts[1..] {
+        let gap = later.at.duration_since(limited_at);
+        assert!(
+            gap >= Duration::from_millis(1950),
+            "a post only {gap:?} after the 429"
+        );
+    }
+    lookup.expect("users.info answered");
+    let lookup_at = fake.calls_to("users.info")[0].at;
+    assert!(
+        lookup_at.duration_since(limited_at) < Duration::from_millis(1500),
+        "users.info was held back by chat.postMessage's limit"
+    );
+}
+
+#[tokio::test]
+async fn a_held_back_method_fails_at_once_when_the_wait_is_beyond_the_cap() {
+    // Arrange: Slack asks for a minute, beyond the 30 s the client waits.
+    let (fake, client) = fake_and_client().await;
+    fake.fail_next(
+        "chat.postMessage",
+        FakeResponse::RateLimited {
+            retry_after_secs: 60,
+        },
+    );
+    client
+        .post_message("C0COFFEE", &message())
+        .await
+        .expect_err("rate limited");
+
+    // Act: another post right after.
+    let err = client
+        .post_message("C0OTHER", &message())
+        .await
+        .expect_err("still held back");
+
+    // Assert: refused without calling Slack, with the time left to wait.
+    assert_eq!(fake.calls_to("chat.postMessage").len(), 1);
+    match err {
+        SlackApiError::RateLimited { retry_after, .. } => {
+            assert!(retry_after > Duration::from_secs(55), "{retry_after:?}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
