@@ -4,25 +4,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Duration;
 use cloudevents::{AttributesReader as _, Event};
+use coffeebuddy_shared::app::administer::{Administered, Administering, administer};
 use coffeebuddy_shared::app::responses;
 use coffeebuddy_shared::db::channels::{self, ChannelConfig};
-use coffeebuddy_shared::domain::admin::{
-    ADMIN_USAGE, AdminCommand, AuditAction, parse_admin_command,
-};
+use coffeebuddy_shared::domain::admin::{ADMIN_USAGE, AdminCommand, parse_admin_command};
 use coffeebuddy_shared::domain::ids::{ChannelId, UserId};
 use coffeebuddy_shared::effects::Effect;
 use coffeebuddy_shared::events::{
-    AdminCommandRequested, ChannelConfigChanged, HandleEventError, decode_data, first_delivery,
+    AdminCommandRequested, HandleEventError, decode_data, first_delivery,
 };
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::ephemeral;
 use coffeebuddy_shared::slack::payloads::SlashCommand;
 use coffeebuddy_shared::slack::signature::SignedBody;
-
-/// How long `reset confirm` may follow `reset`.
-const RESET_CONFIRM_WINDOW: Duration = Duration::minutes(5);
 
 /// Why an admin command failed on our side.
 #[derive(Debug, thiserror::Error)]
@@ -147,11 +142,6 @@ pub(crate) async fn handle(
             }
         }
     }
-    if let AdminCommand::Status = command {
-        let reply = status(&ctx, &mut tx, channel, cmd.team_id.as_ref()).await?;
-        tx.commit().await?;
-        return Ok(answer(reply));
-    }
     let reply = execute(&ctx, &mut tx, channel, cmd.team_id.as_ref(), actor, command).await?;
     ctx.commit_and_publish(tx).await?;
     tracing::info!("admin command done");
@@ -208,29 +198,6 @@ pub(crate) async fn on_command_requested(
     Ok(())
 }
 
-/// `status`: the channel's settings and admins (anyone may ask).
-async fn status(
-    ctx: &Context,
-    tx: &mut sqlx::PgConnection,
-    channel: &str,
-    team: &str,
-) -> Result<String, AdministerError> {
-    let config = match channels::find(&mut *tx, channel).await? {
-        Some(config) => config,
-        None => {
-            channels::ensure(
-                &mut *tx,
-                channel,
-                Some(team),
-                &ctx.settings.channel_defaults,
-            )
-            .await?
-        }
-    };
-    let admins = channels::admins(&mut *tx, channel).await?;
-    Ok(describe(&config, &admins))
-}
-
 /// Applies an authorised `command` in `tx` (audited, with its events) and
 /// returns the answer for the person.
 async fn execute(
@@ -241,88 +208,44 @@ async fn execute(
     actor: &UserId,
     command: AdminCommand,
 ) -> Result<String, AdministerError> {
-    let defaults = &ctx.settings.channel_defaults;
-    let reply = match command {
-        AdminCommand::Help => ADMIN_USAGE.to_owned(),
-        AdminCommand::Status => status(ctx, tx, channel, team).await?,
-        AdminCommand::Configure { action, patch } => {
-            let (_, after) =
-                channels::apply_patch(&mut *tx, channel, defaults, actor.as_ref(), action, &patch)
-                    .await?;
-            changed(ctx, &mut *tx, channel, actor, action).await?;
-            let admins = channels::admins(&mut *tx, channel).await?;
-            format!("Done.\n{}", describe(&after, &admins))
-        }
-        AdminCommand::AddAdmin(user) => {
-            if channels::add_admin(&mut *tx, channel, defaults, actor.as_ref(), user.as_ref())
-                .await?
-            {
-                changed(ctx, &mut *tx, channel, actor, AuditAction::AdminsAdd).await?;
-                format!("{} is now a channel admin.", user.mention())
-            } else {
-                format!("{} already is a channel admin.", user.mention())
-            }
-        }
-        AdminCommand::RemoveAdmin(user) => {
-            if channels::remove_admin(&mut *tx, channel, actor.as_ref(), user.as_ref()).await? {
-                changed(ctx, &mut *tx, channel, actor, AuditAction::AdminsRemove).await?;
-                format!("{} is no longer a channel admin.", user.mention())
-            } else {
-                format!("{} was not a channel admin.", user.mention())
-            }
-        }
-        AdminCommand::Reset => {
-            sqlx::query(
-                "INSERT INTO pending_confirmations (channel_id, action, requested_by, requested_at) VALUES ($1, 'reset', $2, $3)
-                 ON CONFLICT (channel_id, action) DO UPDATE SET requested_by = EXCLUDED.requested_by, requested_at = EXCLUDED.requested_at",
-            )
-            .bind(channel)
-            .bind(actor.as_ref())
-            .bind(ctx.clock.now())
-            .execute(&mut *tx)
-            .await?;
-            "This deletes *all* of this channel's coffee runs, orders, reminders and runner counts (settings and the audit trail stay). To go ahead, type `/coffee-admin reset confirm` within 5 minutes.".to_owned()
-        }
-        AdminCommand::ResetConfirm => {
-            let confirmed = sqlx::query(
-                "DELETE FROM pending_confirmations
-                 WHERE channel_id = $1 AND action = 'reset' AND requested_by = $2 AND requested_at >= $3",
-            )
-            .bind(channel)
-            .bind(actor.as_ref())
-            .bind(ctx.clock.now() - RESET_CONFIRM_WINDOW)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if confirmed {
-                let counts = channels::reset(&mut *tx, channel, actor.as_ref()).await?;
-                changed(ctx, &mut *tx, channel, actor, AuditAction::Reset).await?;
-                format!(
-                    "Reset done: deleted {} run(s) and {} runner count(s). Fairness starts afresh.",
-                    counts.runs, counts.served_counts
-                )
-            } else {
-                "There is no reset of yours waiting to be confirmed here. Type `/coffee-admin reset` first; the confirmation must come from the same person within 5 minutes.".to_owned()
-            }
-        }
+    let who = Administering {
+        channel,
+        team,
+        actor,
+        defaults: &ctx.settings.channel_defaults,
+        now: ctx.clock.now(),
+        event_source: &ctx.event_source(),
     };
-    Ok(reply)
+    Ok(reply(&administer(tx, &who, command).await?))
 }
 
-/// Records the `channel.config_changed` event of a change.
-async fn changed(
-    ctx: &Context,
-    conn: &mut sqlx::PgConnection,
-    channel: &str,
-    actor: &UserId,
-    action: AuditAction,
-) -> Result<(), sqlx::Error> {
-    let data = ChannelConfigChanged {
-        channel_id: channel.to_owned(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-    };
-    ctx.record_channel_event(conn, channel, &data).await?;
-    Ok(())
+/// What the person is told.
+fn reply(outcome: &Administered) -> String {
+    match outcome {
+        Administered::Help => ADMIN_USAGE.to_owned(),
+        Administered::Status { config, admins } => describe(config, admins),
+        Administered::Configured { config, admins } => {
+            format!("Done.\n{}", describe(config, admins))
+        }
+        Administered::AdminAdded { user, added: true } => {
+            format!("{} is now a channel admin.", user.mention())
+        }
+        Administered::AdminAdded { user, added: false } => {
+            format!("{} already is a channel admin.", user.mention())
+        }
+        Administered::AdminRemoved {
+            user,
+            removed: true,
+        } => format!("{} is no longer a channel admin.", user.mention()),
+        Administered::AdminRemoved {
+            user,
+            removed: false,
+        } => format!("{} was not a channel admin.", user.mention()),
+        Administered::ResetAsked => "This deletes *all* of this channel's coffee runs, orders, reminders and runner counts (settings and the audit trail stay). To go ahead, type `/coffee-admin reset confirm` within 5 minutes.".to_owned(),
+        Administered::ResetDone(counts) => format!(
+            "Reset done: deleted {} run(s) and {} runner count(s). Fairness starts afresh.",
+            counts.runs, counts.served_counts
+        ),
+        Administered::NothingToConfirm => "There is no reset of yours waiting to be confirmed here. Type `/coffee-admin reset` first; the confirmation must come from the same person within 5 minutes.".to_owned(),
+    }
 }

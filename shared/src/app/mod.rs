@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`run_view`]: a run's view read from the database.
+//! - [`administer`]: an authorised `/coffee-admin` command applied, with
+//!   its audit row and event, its outcome as data.
 //! - [`authz`]: who may govern a channel (channel admins, workspace admins).
 //! - [`start`]: starting a run: the run, its event and its run message,
 //!   decided in one transaction on the ack's path.
@@ -14,6 +16,7 @@
 //! - [`worker`]: the effect worker that carries out [`crate::effects`].
 //! - [`repair`]: what the ping tick finishes when no event will.
 
+pub mod administer;
 pub mod authz;
 pub mod close;
 pub mod home;
