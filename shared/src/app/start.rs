@@ -69,9 +69,9 @@ pub async fn start_run(
     let auto_close = auto_close_at(pickup_at, starting.channel.auto_close_minutes, now);
     let new = NewRun {
         run_id: Uuid::new_v4(),
-        channel_id: channel_id.as_ref(),
-        team_id: Some(starting.team_id.as_ref()),
-        initiator_id: starting.starter.as_ref(),
+        channel_id: &channel_id,
+        team_id: Some(starting.team_id),
+        initiator_id: starting.starter,
         pickup_at,
         note: starting.start.note.as_ref().map(AsRef::as_ref),
         auto_close_at: auto_close.at(),

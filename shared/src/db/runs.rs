@@ -8,6 +8,8 @@ use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{Decode, PgConnection, Postgres, Type};
 use uuid::Uuid;
 
+use crate::domain::ids::{ChannelId, TeamId, UserId};
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
@@ -116,11 +118,11 @@ pub struct NewRun<'a> {
     /// Its id, chosen by the caller so the event can name it.
     pub run_id: Uuid,
     /// The channel.
-    pub channel_id: &'a str,
+    pub channel_id: &'a ChannelId,
     /// The workspace.
-    pub team_id: Option<&'a str>,
+    pub team_id: Option<&'a TeamId>,
     /// Who typed `/coffee`.
-    pub initiator_id: &'a str,
+    pub initiator_id: &'a UserId,
     /// Pickup time, if any.
     pub pickup_at: Option<DateTime<Utc>>,
     /// Note, if any.
@@ -170,7 +172,7 @@ pub async fn start(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, Sta
     if let Some(run) = inserted {
         return Ok(run);
     }
-    match in_progress(conn, new.channel_id).await? {
+    match in_progress(conn, new.channel_id.as_ref()).await? {
         Some(existing) => Err(StartRunError::AlreadyOpen(Box::new(existing))),
         // It closed between our insert and this read: let the caller retry.
         None => Err(StartRunError::Raced),
@@ -453,6 +455,53 @@ mod tests {
         .await
         .unwrap();
         run_id
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn slack_ids_go_in_and_come_out_typed_and_a_malformed_stored_one_is_refused(
+        pool: PgPool,
+    ) {
+        let mut conn = pool.acquire().await.unwrap();
+        let channel = ChannelId::parse("C0TYPED").unwrap();
+        let (team, starter) = (
+            TeamId::parse("T0TEAM").unwrap(),
+            UserId::parse("U0ANN").unwrap(),
+        );
+        sqlx::query("INSERT INTO channels (channel_id) VALUES ($1)")
+            .bind(&channel)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let new = NewRun {
+            run_id: Uuid::new_v4(),
+            channel_id: &channel,
+            team_id: Some(&team),
+            initiator_id: &starter,
+            pickup_at: None,
+            note: None,
+            auto_close_at: None,
+        };
+        start(&mut conn, &new).await.unwrap();
+
+        let (read_channel, read_starter): (ChannelId, UserId) =
+            sqlx::query_as("SELECT channel_id, initiator_id FROM runs WHERE run_id = $1")
+                .bind(new.run_id)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!((read_channel, read_starter), (channel, starter));
+
+        sqlx::query("UPDATE runs SET initiator_id = 'robert''); DROP TABLE runs;--'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let tampered: Result<UserId, _> = sqlx::query_scalar("SELECT initiator_id FROM runs")
+            .fetch_one(&mut *conn)
+            .await;
+        assert!(
+            matches!(tampered, Err(sqlx::Error::ColumnDecode { .. })),
+            "{tampered:?}"
+        );
     }
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]

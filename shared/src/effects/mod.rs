@@ -234,7 +234,7 @@ pub async fn enqueue_at(
     )
     .bind(Uuid::new_v4())
     .bind(effect.lane())
-    .bind(effect.channel_id().map(AsRef::<str>::as_ref))
+    .bind(effect.channel_id())
     .bind(effect.run_id())
     .bind(effect.kind())
     .bind(payload)
