@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use coffeebuddy_shared::app::order::{Ordering, Placed, place_order};
 use coffeebuddy_shared::app::{responses, run_view};
 use coffeebuddy_shared::db::{channels, follow_through, orders, runs};
 use coffeebuddy_shared::domain::follow_through::Milestone;
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::domain::order::OrderText;
 use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::{OrderChanged, OrderPlaced, OrderUpdated, RunCloseRequested};
+use coffeebuddy_shared::events::RunCloseRequested;
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
@@ -173,44 +174,23 @@ async fn submit_order(ctx: &Context, view: ViewSubmission) -> Result<Response, I
             return refuse(e.to_string());
         }
     };
-    let save_usual = view.options.iter().any(|o| o == OPTION_SAVE_USUAL);
-    let runner_again = view.options.iter().any(|o| o == OPTION_RUNNER_AGAIN);
-    let user = view.user_id.as_ref();
-
-    let mut tx = ctx.db.begin().await?;
-    // Locking the run keeps Close from slipping in between the check and the insert.
-    let run = match runs::lock(&mut tx, run_id).await? {
-        Some(run) if run.status == runs::RunStatus::Open => run,
-        _ => return refuse("This coffee run has closed, so your order was not saved.".to_owned()),
-    };
-    let change = orders::upsert(&mut tx, run_id, user, text.as_ref(), runner_again).await?;
-    orders::save_preferences(
-        &mut tx,
-        user,
-        save_usual.then_some(text.as_ref()),
-        runner_again,
-    )
-    .await?;
-    let data = OrderChanged {
+    let ordering = Ordering {
         run_id,
-        channel_id: run.channel_id.clone(),
-        user_id: user.to_owned(),
+        user: &view.user_id,
+        text: &text,
+        save_usual: view.options.iter().any(|o| o == OPTION_SAVE_USUAL),
+        runner_again: view.options.iter().any(|o| o == OPTION_RUNNER_AGAIN),
     };
-    match change {
-        orders::OrderChange::Placed => {
-            ctx.record_event(&mut tx, &run.channel_id, run_id, &OrderPlaced(data))
-                .await?
-        }
-        orders::OrderChange::Updated => {
-            ctx.record_event(&mut tx, &run.channel_id, run_id, &OrderUpdated(data))
-                .await?
+    let mut tx = ctx.db.begin().await?;
+    let change = match place_order(&mut tx, ctx.clock.now(), &ctx.event_source(), &ordering).await?
+    {
+        Placed::Saved(change) => change,
+        Placed::RunNotOpen => {
+            return refuse("This coffee run has closed, so your order was not saved.".to_owned());
         }
     };
-    if let Some(channel_id) = channel_of(&run) {
-        let refresh = Effect::UpdateRunMessage { run_id, channel_id };
-        ctx.record_effect(&mut tx, &refresh).await?;
-    }
     ctx.commit_and_publish(tx).await?;
+    let user = view.user_id.as_ref();
     tracing::info!(%run_id, user_id = user, ?change, "order saved");
     // An empty 200 closes the modal.
     Ok(StatusCode::OK.into_response())

@@ -8,6 +8,8 @@
 //! - [`authz`]: who may govern a channel (channel admins, workspace admins).
 //! - [`start`]: starting a run: the run, its event and its run message,
 //!   decided in one transaction on the ack's path.
+//! - [`order`]: placing or changing an order, with its event and the run
+//!   message's refresh.
 //! - [`close`]: closing a run: the fair pick, the outcome and its effects,
 //!   decided in one transaction.
 //! - [`home`]: a person's App Home tab, read from the database.
@@ -20,6 +22,7 @@ pub mod administer;
 pub mod authz;
 pub mod close;
 pub mod home;
+pub mod order;
 pub mod repair;
 pub mod responses;
 pub mod run_view;
