@@ -8,6 +8,11 @@
 //! - `400` with a JSON error for events that are not valid CloudEvents or
 //!   whose data does not fit their type: retrying cannot help;
 //! - `503` when the handler says a retry can help (database down…).
+//!
+//! A handler runs as the next hop of the trace the event carries
+//! ([`super::next_hop_of`]): the events and effects it writes, and its log
+//! lines, carry the same trace id and correlation id as the Slack request
+//! that caused the event.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +28,8 @@ use axum::routing::post;
 use cloudevents::{AttributesReader as _, Event};
 use tracing::Instrument as _;
 
-use super::BoxFuture;
+use super::{BoxFuture, next_hop_of};
+use crate::trace;
 
 /// Largest event body accepted. Our events are a few hundred bytes; this
 /// is what the SDK's extractor would otherwise read without any bound.
@@ -168,14 +174,16 @@ async fn intake(State(routes): State<Arc<EventRoutes>>, request: Request) -> Res
     };
     // Registered types are &'static str, which also bounds the label set.
     let event_type = event.ty().to_owned();
+    let context = next_hop_of(&event);
     let span = tracing::info_span!(
         "event",
         consumer,
         event_id = %event.id(),
         event_type = %event_type,
         subject = event.subject().unwrap_or_default(),
+        trace_id = %context.trace_id(),
     );
-    async move {
+    let handled = async move {
         match handler(event).await {
             Ok(()) => {
                 tracing::info!("event handled");
@@ -198,8 +206,8 @@ async fn intake(State(routes): State<Arc<EventRoutes>>, request: Request) -> Res
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    trace::scope(context, handled).await
 }
 
 #[cfg(test)]
