@@ -16,3 +16,11 @@ ALTER TABLE effects
     ADD COLUMN traceparent    text,
     ADD COLUMN tracestate     text,
     ADD COLUMN correlation_id text;
+
+-- A pickup reminder is sent by a later ping tick, but it is the close's
+-- doing: the tick sends it inside the trace of the hop that scheduled it
+-- (the reminder function handling `run.closed`).
+ALTER TABLE reminders
+    ADD COLUMN traceparent    text,
+    ADD COLUMN tracestate     text,
+    ADD COLUMN correlation_id text;

@@ -10,7 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
+use chrono::Utc;
 use cloudevents::{AttributesReader as _, Event};
+use coffeebuddy_shared::clock::ManualClock;
 use coffeebuddy_shared::config::{LogFormat, LogSettings};
 use coffeebuddy_shared::events::{self, next_hop_of};
 use coffeebuddy_shared::telemetry;
@@ -367,4 +369,88 @@ async fn through_kafka_one_request_is_followed_by_its_trace_from_coffee_to_the_l
     assert_eq!(trace_id_of(&header(closed, "ce_traceparent")), CLOSE_TRACE);
     assert_eq!(header(closed, "ce_correlationid"), CLOSE_CORRELATION);
     assert_eq!(created.key(), Some("C0TRACEK".as_bytes()));
+}
+
+/// Waits until `query` (one bind: the run id) returns a row.
+async fn row_appears<T>(app: &CoffeeApp, query: &'static str, run_id: uuid::Uuid) -> T
+where
+    T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let row: Option<T> = sqlx::query_as(query)
+            .bind(run_id)
+            .fetch_optional(&app.ctx.db)
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {query}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn the_pickup_reminder_a_later_tick_sends_stays_in_the_trace_of_the_close(pool: PgPool) {
+    // Arrange: a run with a pickup in 10 minutes (reminder 5 minutes
+    // before), closed by a click Kong traced.
+    let (logs, _guard) = capture_logs();
+    let clock = ManualClock::new(Utc::now());
+    let app = CoffeeApp::start_with_clock(pool, SlackFake::start().await, &[], clock.clone()).await;
+    let channel = "C0TRACER";
+    let (status, _) = app.coffee(channel, "U0ALICE", "in 10m").await;
+    assert_eq!(status, 200);
+    let run_id = app.posted_run(channel).await;
+    app.submit_order("U0ALICE", run_id, "flat white", &[]).await;
+    let closed = app
+        .click_close_with_headers(
+            channel,
+            "U0ALICE",
+            run_id,
+            &[
+                ("traceparent", CLOSE_TRACEPARENT),
+                ("X-Correlation-ID", CLOSE_CORRELATION),
+            ],
+        )
+        .await;
+    assert_eq!(closed.status(), 200);
+    let (due_at,): (chrono::DateTime<Utc>,) = row_appears(
+        &app,
+        "SELECT due_at FROM reminders WHERE run_id = $1",
+        run_id,
+    )
+    .await;
+
+    // Act: the tick at the due time, in a trace of its own, sends it.
+    clock.set(due_at);
+    app.tick().await;
+    let (traceparent, correlation): (Option<String>, Option<String>) = row_appears(
+        &app,
+        "SELECT traceparent, correlation_id FROM effects \
+         WHERE run_id = $1 AND kind = 'dm_reminder'",
+        run_id,
+    )
+    .await;
+    app.settle_effects().await;
+
+    // Assert: the DM, the event and the log lines are the close's.
+    assert_eq!(trace_id_of(&traceparent.unwrap_or_default()), CLOSE_TRACE);
+    assert_eq!(correlation.as_deref(), Some(CLOSE_CORRELATION));
+    let (sent,): (Option<String>,) = row_appears(
+        &app,
+        "SELECT traceparent FROM outbox WHERE subject = $1::text AND event_type = 'com.coffeebuddy.reminder.sent.v1'",
+        run_id,
+    )
+    .await;
+    assert_eq!(trace_id_of(&sent.unwrap_or_default()), CLOSE_TRACE);
+    let lines = logs.json_lines();
+    for message in ["reminder sent", "effect done"] {
+        assert!(
+            lines.iter().any(|l| l["trace_id"] == CLOSE_TRACE
+                && l["message"] == message
+                && (message != "effect done" || l["span"]["kind"] == "dm_reminder")),
+            "no {message:?} under the close's trace"
+        );
+    }
 }
