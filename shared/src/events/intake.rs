@@ -281,6 +281,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_runs_as_the_next_hop_of_the_trace_its_event_carries() {
+        // Arrange: a handler that reports the context it runs in.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&seen);
+        let router = EventRoutes::new("test")
+            .on(RUN_CREATED, move |_event| {
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    recorded.lock().expect("lock").push(trace::current());
+                    Ok(())
+                }
+            })
+            .into_router();
+        let sent = trace::TraceContext::continue_from(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None,
+            Some("kong-9"),
+        );
+        let mut traced = run_created(valid_data("C1"));
+        crate::events::set_trace(&mut traced, &sent);
+
+        // Act: one traced event, one without a trace (as PingSource sends).
+        assert_eq!(
+            post_binary(router.clone(), &traced).await.0,
+            StatusCode::ACCEPTED
+        );
+        let untraced = run_created(valid_data("C1"));
+        assert_eq!(post_binary(router, &untraced).await.0, StatusCode::ACCEPTED);
+
+        // Assert
+        let seen = seen.lock().expect("lock").clone();
+        let [Some(continued), Some(fresh)] = seen.as_slice() else {
+            panic!("both handled inside a trace: {seen:?}");
+        };
+        assert_eq!(continued.trace_id(), sent.trace_id());
+        assert_ne!(continued.traceparent, sent.traceparent, "a new span id");
+        assert_eq!(continued.correlation_id, "kong-9");
+        assert_ne!(fresh.trace_id(), sent.trace_id(), "a trace of its own");
+    }
+
+    #[tokio::test]
     async fn an_event_type_nobody_handles_is_acknowledged() {
         let mut event = run_created(valid_data("C1"));
         cloudevents::AttributesWriter::set_type(&mut event, PING);
