@@ -17,7 +17,7 @@ use coffeebuddy_shared::config::{LogFormat, LogSettings};
 use coffeebuddy_shared::events::{self, next_hop_of};
 use coffeebuddy_shared::telemetry;
 use coffeebuddy_test_support::LogCapture;
-use coffeebuddy_test_support::events::{Tansu, read_messages};
+use coffeebuddy_test_support::events::{TansuBroker, read_messages};
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use rdkafka::message::{Headers as _, Message as _};
 use sqlx::PgPool;
@@ -321,11 +321,13 @@ async fn in_local_one_request_is_followed_by_its_trace_from_coffee_to_the_last_d
 async fn through_kafka_one_request_is_followed_by_its_trace_from_coffee_to_the_last_dm(
     pool: PgPool,
 ) {
-    // Arrange: one partition, so the test can read every message back.
+    // Arrange: a broker of its own (`local`'s consumer group is the same
+    // in every test, and two tests joining it on one broker rebalance each
+    // other for seconds), one partition to read every message back.
     let (logs, _guard) = capture_logs();
-    let tansu = Tansu::from_env();
-    let topic = tansu.create_topic(1).await;
-    let settings = tansu.settings(&topic);
+    let broker = TansuBroker::start().await;
+    let topic = broker.create_topic(1).await;
+    let settings = broker.settings(&topic);
     let app = CoffeeApp::start_with(
         pool,
         SlackFake::start().await,
