@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: settings from the environment, validated once at start.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`trace`]: the W3C trace context and correlation id that follow one
+//!   request across functions (events, effects, log lines).
 //! - [`probe`]: readiness probes, handed by each dependency's owner to the
 //!   runtime.
 //! - [`runtime`]: the process shell (`run`), health, metrics, correlation
@@ -35,3 +37,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod slack;
 pub mod telemetry;
+pub mod trace;

@@ -62,16 +62,20 @@ pub(crate) async fn due_reminders(ctx: &Context) -> Result<(), HandleEventError>
     }
     tracing::debug!(count = due.len(), "reminders due before the next tick");
     futures::stream::iter(due)
-        .for_each_concurrent(CONCURRENT_SENDS, |d| async move {
-            let wait = reminder::wait_before_sending(d.due_at, ctx.clock.now());
-            if let Ok(wait) = wait.to_std()
-                && !wait.is_zero()
-            {
-                tokio::time::sleep(wait).await;
-            }
-            if let Err(e) = send(ctx, d.run_id).await {
-                tracing::warn!(run_id = %d.run_id, error = %e, "reminder not sent; the next tick retries it");
-            }
+        .for_each_concurrent(CONCURRENT_SENDS, |d| {
+            // Sent as a hop of the close that scheduled it.
+            let context = d.trace.next_hop();
+            coffeebuddy_shared::trace::scope(context, async move {
+                let wait = reminder::wait_before_sending(d.due_at, ctx.clock.now());
+                if let Ok(wait) = wait.to_std()
+                    && !wait.is_zero()
+                {
+                    tokio::time::sleep(wait).await;
+                }
+                if let Err(e) = send(ctx, d.run_id).await {
+                    tracing::warn!(run_id = %d.run_id, error = %e, "reminder not sent; the next tick retries it");
+                }
+            })
         })
         .await;
     Ok(())

@@ -6,6 +6,7 @@
 //! the row lock across the Slack call) or to `skipped`.
 
 use chrono::{DateTime, Utc};
+use coffeebuddy_shared::trace::TraceColumns;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -26,10 +27,13 @@ pub(crate) struct Reminder {
 }
 
 /// A pending reminder a tick will wait for.
-#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub(crate) struct Due {
     pub(crate) run_id: Uuid,
     pub(crate) due_at: DateTime<Utc>,
+    /// The trace of the close that scheduled it.
+    #[sqlx(flatten)]
+    pub(crate) trace: TraceColumns,
 }
 
 /// Inserts the pending reminder for `run_id`, unless it already has one
@@ -42,9 +46,13 @@ pub(crate) async fn schedule(
     due_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    // With the trace of the close that scheduled it, for the tick to send
+    // it in.
+    let trace = TraceColumns::current();
     let inserted = sqlx::query(
-        "INSERT INTO reminders (run_id, channel_id, runner_id, due_at, created_at)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO reminders (run_id, channel_id, runner_id, due_at, created_at,
+             traceparent, tracestate, correlation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (run_id) DO NOTHING",
     )
     .bind(run_id)
@@ -52,6 +60,9 @@ pub(crate) async fn schedule(
     .bind(runner_id)
     .bind(due_at)
     .bind(now)
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
+    .bind(trace.correlation_id)
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -65,7 +76,7 @@ pub(crate) async fn pending_due_before(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT run_id, due_at FROM reminders
+        "SELECT run_id, due_at, traceparent, tracestate, correlation_id FROM reminders
          WHERE status = 'pending' AND due_at < $1
          ORDER BY due_at, run_id
          LIMIT $2",

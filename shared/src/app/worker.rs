@@ -286,11 +286,17 @@ impl EffectWorker {
     }
 
     async fn perform(self, claimed: Claimed) {
-        if let Err(e) = self.try_perform(&claimed).await {
-            // The claim stays in flight; when its lease expires the next
-            // claim treats it as in doubt, so nothing is lost or doubled.
-            tracing::warn!(effect_id = %claimed.effect_id, kind = %claimed.kind, error = %e, "could not record an effect's outcome");
-        }
+        // Inside the trace of the request that wrote the effect (a new hop
+        // of it): the log lines, and any event or effect the outcome writes.
+        let context = claimed.trace.next_hop();
+        crate::trace::scope(context, async move {
+            if let Err(e) = self.try_perform(&claimed).await {
+                // The claim stays in flight; when its lease expires the next
+                // claim treats it as in doubt, so nothing is lost or doubled.
+                tracing::warn!(effect_id = %claimed.effect_id, kind = %claimed.kind, error = %e, "could not record an effect's outcome");
+            }
+        })
+        .await;
     }
 
     #[tracing::instrument(name = "effect", skip_all, fields(effect_id = %claimed.effect_id, kind = %claimed.kind, channel_id = claimed.channel_id.as_deref().unwrap_or(""), attempt = claimed.attempts))]
@@ -366,7 +372,7 @@ impl EffectWorker {
             Outcome::Done => {
                 let delay = (now - claimed.created_at).as_seconds_f64().max(0.0);
                 metrics::histogram!(EFFECT_DELAY_SECONDS).record(delay);
-                tracing::debug!(delay_seconds = delay, "effect done");
+                tracing::info!(delay_seconds = delay, "effect done");
             }
             Outcome::Retry {
                 due_at,

@@ -208,7 +208,8 @@ impl Effect {
 /// commits (or not) with the state change that causes it. A refresh of a
 /// run message already waiting is not queued twice (it renders the state at
 /// send time anyway). Returns the effect id (`None` when merged into a
-/// waiting refresh).
+/// waiting refresh). The row carries the current trace context, if any
+/// ([`crate::trace`]): the worker carries the effect out inside it.
 pub async fn enqueue(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -227,9 +228,11 @@ pub async fn enqueue_at(
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let payload = serde_json::to_value(effect)
         .map_err(|e| sqlx::Error::Encode(format!("effect payload: {e}").into()))?;
+    let trace = crate::trace::TraceColumns::current();
     sqlx::query_scalar(
-        "INSERT INTO effects (effect_id, lane, channel_id, run_id, kind, payload, due_at, deadline_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        "INSERT INTO effects (effect_id, lane, channel_id, run_id, kind, payload, due_at, deadline_at, created_at, \
+             traceparent, tracestate, correlation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT DO NOTHING RETURNING effect_id",
     )
     .bind(Uuid::new_v4())
@@ -241,6 +244,9 @@ pub async fn enqueue_at(
     .bind(due_at)
     .bind(now + EFFECT_DEADLINE)
     .bind(now)
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
+    .bind(trace.correlation_id)
     .fetch_optional(conn)
     .await
 }

@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::Effect;
+use crate::trace::TraceColumns;
 
 /// Counter of effects parked in the dead-letter table, labelled `kind`.
 pub const DEAD_TOTAL: &str = "coffeebuddy_effects_dead_total";
@@ -45,6 +46,8 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     /// When the effect is given up.
     pub deadline_at: DateTime<Utc>,
+    /// The trace context of the hop that wrote it.
+    pub trace: TraceColumns,
 }
 
 #[derive(sqlx::FromRow)]
@@ -58,6 +61,8 @@ struct ClaimedRow {
     progress: Value,
     created_at: DateTime<Utc>,
     deadline_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    trace: TraceColumns,
 }
 
 /// Claims up to `limit` effects that are due at `now`: the oldest
@@ -90,7 +95,8 @@ pub async fn claim(
              attempt_started_at = $1 \
          FROM ready WHERE e.effect_id = ready.effect_id \
          RETURNING e.effect_id, e.kind, e.payload, e.channel_id, e.attempts, e.in_doubt, \
-                   e.progress, e.created_at, e.deadline_at",
+                   e.progress, e.created_at, e.deadline_at, \
+                   e.traceparent, e.tracestate, e.correlation_id",
     )
     .bind(now)
     .bind(lease_secs)
@@ -110,6 +116,7 @@ pub async fn claim(
             progress: r.progress,
             created_at: r.created_at,
             deadline_at: r.deadline_at,
+            trace: r.trace,
         })
         .collect())
 }

@@ -8,6 +8,11 @@
 //! - `400` with a JSON error for events that are not valid CloudEvents or
 //!   whose data does not fit their type: retrying cannot help;
 //! - `503` when the handler says a retry can help (database down…).
+//!
+//! A handler runs as the next hop of the trace the event carries
+//! ([`super::next_hop_of`]): the events and effects it writes, and its log
+//! lines, carry the same trace id and correlation id as the Slack request
+//! that caused the event.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +28,8 @@ use axum::routing::post;
 use cloudevents::{AttributesReader as _, Event};
 use tracing::Instrument as _;
 
-use super::BoxFuture;
+use super::{BoxFuture, next_hop_of};
+use crate::trace;
 
 /// Largest event body accepted. Our events are a few hundred bytes; this
 /// is what the SDK's extractor would otherwise read without any bound.
@@ -168,14 +174,16 @@ async fn intake(State(routes): State<Arc<EventRoutes>>, request: Request) -> Res
     };
     // Registered types are &'static str, which also bounds the label set.
     let event_type = event.ty().to_owned();
+    let context = next_hop_of(&event);
     let span = tracing::info_span!(
         "event",
         consumer,
         event_id = %event.id(),
         event_type = %event_type,
         subject = event.subject().unwrap_or_default(),
+        trace_id = %context.trace_id(),
     );
-    async move {
+    let handled = async move {
         match handler(event).await {
             Ok(()) => {
                 tracing::info!("event handled");
@@ -198,8 +206,8 @@ async fn intake(State(routes): State<Arc<EventRoutes>>, request: Request) -> Res
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    trace::scope(context, handled).await
 }
 
 #[cfg(test)]
@@ -270,6 +278,47 @@ mod tests {
             .body(Body::from(to_http_structured(&event).expect("encodes")))
             .expect("request");
         assert_eq!(send(router(), request).await.0, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn a_handler_runs_as_the_next_hop_of_the_trace_its_event_carries() {
+        // Arrange: a handler that reports the context it runs in.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&seen);
+        let router = EventRoutes::new("test")
+            .on(RUN_CREATED, move |_event| {
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    recorded.lock().expect("lock").push(trace::current());
+                    Ok(())
+                }
+            })
+            .into_router();
+        let sent = trace::TraceContext::continue_from(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None,
+            Some("kong-9"),
+        );
+        let mut traced = run_created(valid_data("C1"));
+        crate::events::set_trace(&mut traced, &sent);
+
+        // Act: one traced event, one without a trace (as PingSource sends).
+        assert_eq!(
+            post_binary(router.clone(), &traced).await.0,
+            StatusCode::ACCEPTED
+        );
+        let untraced = run_created(valid_data("C1"));
+        assert_eq!(post_binary(router, &untraced).await.0, StatusCode::ACCEPTED);
+
+        // Assert
+        let seen = seen.lock().expect("lock").clone();
+        let [Some(continued), Some(fresh)] = seen.as_slice() else {
+            panic!("both handled inside a trace: {seen:?}");
+        };
+        assert_eq!(continued.trace_id(), sent.trace_id());
+        assert_ne!(continued.traceparent, sent.traceparent, "a new span id");
+        assert_eq!(continued.correlation_id, "kong-9");
+        assert_ne!(fresh.trace_id(), sent.trace_id(), "a trace of its own");
     }
 
     #[tokio::test]

@@ -437,8 +437,13 @@ where
             }
             Ok(event) => {
                 let mut backoff = Duration::from_millis(100);
+                // The consumer is a hop of the event's trace too: its own
+                // lines about the event carry the trace id.
+                let context = super::next_hop_of(&event);
+                let trace_id = context.trace_id();
                 loop {
-                    match deliver(event.clone()).await {
+                    let delivered = crate::trace::scope(context.clone(), deliver(event.clone()));
+                    match delivered.await {
                         Ok(()) => break,
                         // A malformed event is refused the same way every
                         // time: retrying it would stall its partition for
@@ -448,6 +453,7 @@ where
                                 error = %e,
                                 event_id = event.id(),
                                 event_type = event.ty(),
+                                trace_id = %trace_id,
                                 "event refused as malformed; skipping it"
                             );
                             break;
@@ -457,6 +463,7 @@ where
                                 error = %e,
                                 event_id = event.id(),
                                 event_type = event.ty(),
+                                trace_id = %trace_id,
                                 retry_in_ms = backoff.as_millis() as u64,
                                 "event delivery failed; retrying"
                             );

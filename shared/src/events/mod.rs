@@ -16,6 +16,11 @@
 //! - [`ledger`]: [`first_delivery`], the idempotency ledger handlers consult
 //!   because delivery is at least once.
 //!
+//! Every event we publish carries the CloudEvents distributed-tracing
+//! extension (`traceparent`, and `tracestate` when upstream sent one) and
+//! `correlationid`: [`set_trace`] writes them, [`next_hop_of`] reads them
+//! back on intake ([`crate::trace`]).
+//!
 //! Payloads are snake_case JSON. Every run event carries `run_id` and
 //! `channel_id`; the channel id is also the partition key (Kafka key), so a
 //! channel's events stay in order end to end.
@@ -30,6 +35,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use cloudevents::{AttributesReader as _, Data, Event};
+
+use crate::trace::{self, TraceContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -40,7 +47,7 @@ pub use kafka::{
     kafka_headers, kafka_probe,
 };
 pub use ledger::first_delivery;
-pub use outbox::{Outbox, OutboxRow, PublishError, enqueue, to_cloudevent};
+pub use outbox::{Outbox, OutboxRow, PublishError, enqueue, published_event, to_cloudevent};
 pub use sink::{
     DeliverError, EncodeEventError, EventSink, InProcessSink, to_http_binary, to_http_structured,
 };
@@ -284,6 +291,34 @@ pub fn partition_key(event: &Event) -> Option<String> {
         .map(ToString::to_string)
 }
 
+/// Puts `context` on `event`: the distributed-tracing extension
+/// (`traceparent`, `tracestate`) and `correlationid`.
+pub fn set_trace(event: &mut Event, context: &TraceContext) {
+    event.set_extension(trace::TRACEPARENT, context.traceparent.to_string());
+    match &context.tracestate {
+        Some(state) => event.set_extension(trace::TRACESTATE, state.as_ref()),
+        None => {
+            event.remove_extension(trace::TRACESTATE);
+        }
+    }
+    event.set_extension(
+        trace::CORRELATION_ID_EXTENSION,
+        context.correlation_id.clone(),
+    );
+}
+
+/// The context of handling `event`: the next hop of the trace it carries
+/// (validated like an HTTP `traceparent`), or a new trace when it carries
+/// none (PingSource's ticks) or an invalid one.
+pub fn next_hop_of(event: &Event) -> TraceContext {
+    let extension = |name: &str| event.extension(name).map(ToString::to_string);
+    TraceContext::continue_from(
+        extension(trace::TRACEPARENT).as_deref(),
+        extension(trace::TRACESTATE).as_deref(),
+        extension(trace::CORRELATION_ID_EXTENSION).as_deref(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use cloudevents::{EventBuilder as _, EventBuilderV10};
@@ -361,6 +396,40 @@ mod tests {
             let decoded: RunClosed = decode_data(&event_with(Some(data))).expect("decodes");
             assert_eq!(decoded, payload);
         }
+    }
+
+    #[test]
+    fn the_trace_put_on_an_event_comes_back_as_its_next_hop_in_both_http_modes() {
+        let context = TraceContext::continue_from(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("congo=t61rcWkgMzE"),
+            Some("kong-42"),
+        );
+        let mut event = event_with(None);
+        set_trace(&mut event, &context);
+
+        let (headers, body) = to_http_binary(&event).expect("binary");
+        assert_eq!(
+            headers["ce-traceparent"],
+            context.traceparent.to_string().as_str()
+        );
+        let binary = cloudevents::binding::http::to_event(&headers, body).expect("decodes");
+        let structured: Event =
+            serde_json::from_slice(&to_http_structured(&event).expect("structured")).expect("json");
+        for received in [binary, structured] {
+            let hop = next_hop_of(&received);
+            assert_eq!(hop.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_ne!(hop.traceparent, context.traceparent, "a new span id");
+            assert_eq!(hop.tracestate, context.tracestate);
+            assert_eq!(hop.correlation_id, "kong-42");
+        }
+
+        let untraced = next_hop_of(&event_with(None));
+        assert_ne!(
+            untraced.trace_id(),
+            context.trace_id(),
+            "a trace of its own"
+        );
     }
 
     #[test]

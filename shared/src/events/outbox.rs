@@ -17,6 +17,11 @@
 //! `FOR UPDATE SKIP LOCKED` on the claim keeps two publishers off the same
 //! rows even if the lock were ever bypassed.
 //!
+//! Tracing: each row stores the trace context of the hop that wrote it
+//! ([`crate::trace::current`]), and the relay publishes it as the next hop
+//! of that trace ([`published_event`]), delivering inside it so its own log
+//! lines carry the trace id.
+//!
 //! Poison: an event a consumer refuses as malformed (HTTP 4xx in process),
 //! one that cannot be encoded, or one still refused after
 //! [`MAX_DELIVERY_ATTEMPTS`] by a consumer, is parked in `dead_letters`
@@ -31,10 +36,12 @@ use chrono::{DateTime, Utc};
 use cloudevents::{AttributesWriter as _, Event};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::sink::{DeliverError, EventSink};
-use super::{JSON_CONTENT_TYPE, NewEvent, PARTITION_KEY_EXTENSION};
+use super::{JSON_CONTENT_TYPE, NewEvent, PARTITION_KEY_EXTENSION, set_trace};
+use crate::trace::{self, TraceColumns, TraceContext};
 
 /// Rows claimed per transaction. Delivery happens while the rows are
 /// locked, so a batch is kept small enough to finish well within any
@@ -72,7 +79,8 @@ const PUBLISH_LOCK_KEY: i64 = 0x4342_6f75_7462_6f78;
 /// Writes `event` to the outbox and returns its event id. Call it with the
 /// caller's open transaction (`&mut *tx`) so the event commits (or rolls
 /// back) with the state change that caused it. `source` is the CloudEvent
-/// `source`, e.g. `/coffeebuddy/slash-command`.
+/// `source`, e.g. `/coffeebuddy/slash-command`. The row carries the current
+/// trace context, if any ([`crate::trace`]).
 pub async fn enqueue(
     conn: &mut PgConnection,
     source: &str,
@@ -82,9 +90,11 @@ pub async fn enqueue(
     // clock_timestamp(), not the column default now(): now() is the start of
     // the transaction, so several events enqueued by one handler would tie
     // and lose their order.
+    let trace = TraceColumns::current();
     sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, source, subject, partition_key, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())",
+        "INSERT INTO outbox (event_id, event_type, source, subject, partition_key, payload, created_at, \
+             traceparent, tracestate, correlation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9)",
     )
     .bind(event_id)
     .bind(event.event_type)
@@ -92,6 +102,9 @@ pub async fn enqueue(
     .bind(event.subject)
     .bind(event.partition_key)
     .bind(sqlx::types::Json(event.data))
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
+    .bind(trace.correlation_id)
     .execute(conn)
     .await?;
     Ok(event_id)
@@ -116,11 +129,15 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
     /// Failed delivery attempts so far.
     pub attempts: i32,
+    /// The trace context of the hop that wrote it.
+    #[sqlx(flatten)]
+    pub trace: TraceColumns,
 }
 
 /// The CloudEvent for an outbox row: `id` = event id, `source`, `type`,
 /// `subject`, `time` = creation time, `datacontenttype` JSON, `data` = the
 /// payload, and the partitioning extension `partitionkey` = channel id.
+/// The trace context is the relay's to add ([`published_event`]).
 pub fn to_cloudevent(row: &OutboxRow) -> Event {
     // Built with the setters rather than `EventBuilderV10`: the builder
     // validates (and fails on) an empty source, and a row that is already
@@ -134,6 +151,18 @@ pub fn to_cloudevent(row: &OutboxRow) -> Event {
     event.set_data(JSON_CONTENT_TYPE, row.payload.clone());
     event.set_extension(PARTITION_KEY_EXTENSION, row.partition_key.clone());
     event
+}
+
+/// The CloudEvent the relay publishes for `row`, and the context it is
+/// published in: the next hop of the writer's trace (same trace id and
+/// correlation id, a new span id), carried by the distributed-tracing
+/// extension (`traceparent`, `tracestate`) and `correlationid`. A row
+/// written outside any request starts a trace of its own.
+pub fn published_event(row: &OutboxRow) -> (Event, TraceContext) {
+    let hop = row.trace.next_hop();
+    let mut event = to_cloudevent(row);
+    set_trace(&mut event, &hop);
+    (event, hop)
 }
 
 /// Why a publishing pass stopped early.
@@ -271,7 +300,8 @@ impl Outbox {
             return Ok((Batch::Busy, 0));
         }
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT event_id, event_type, source, subject, partition_key, payload, created_at, attempts \
+            "SELECT event_id, event_type, source, subject, partition_key, payload, created_at, attempts, \
+                    traceparent, tracestate, correlation_id \
              FROM outbox o WHERE published_at IS NULL \
                AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
                AND NOT EXISTS ( \
@@ -302,7 +332,15 @@ impl Outbox {
         let outcomes = futures::future::join_all(groups.iter().map(|group| async move {
             let mut outcome = GroupOutcome::default();
             for row in group {
-                match sink.deliver(&to_cloudevent(row)).await {
+                let (event, hop) = published_event(row);
+                let span = tracing::info_span!(
+                    "publish",
+                    event_id = %row.event_id,
+                    event_type = %row.event_type,
+                    trace_id = %hop.trace_id(),
+                );
+                let delivered = trace::scope(hop, sink.deliver(&event).instrument(span)).await;
+                match delivered {
                     Ok(()) => outcome.delivered.push(row.event_id),
                     Err(e) if is_poison(&e, row.attempts) => outcome.poisoned.push((*row, e)),
                     Err(e) => {
@@ -546,6 +584,7 @@ mod tests {
             payload: new.data.clone(),
             created_at: Utc::now(),
             attempts: 0,
+            trace: TraceColumns::default(),
         };
 
         let event = to_cloudevent(&row);

@@ -1,9 +1,14 @@
-//! Per-request observability: correlation id, access log, latency histogram.
+//! Per-request observability: correlation id, trace context, access log,
+//! latency histogram.
 //!
 //! The correlation id comes from `X-Correlation-ID` or `X-Request-ID` (Kong's
 //! correlation-id plugin sets one of them), or is generated. It is stored as a
-//! request extension, recorded on the request span so every log line of the
-//! request carries it, and echoed in the response.
+//! request extension, recorded on the request span, and echoed in the
+//! response. The W3C trace context continues the caller's `traceparent`
+//! (and `tracestate`) when valid, else starts a new trace; with the
+//! correlation id it is the request's [`trace`] context for its whole task,
+//! so every log line of the request and every event and effect it writes
+//! carry both.
 
 use std::time::Instant;
 
@@ -14,6 +19,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::metrics::HTTP_REQUEST_DURATION;
+use crate::trace::{self, TraceContext};
 
 /// The header we read first and always answer with.
 pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -24,22 +30,29 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId(pub String);
 
+/// W3C trace context headers.
+pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(trace::TRACEPARENT);
+/// W3C trace state header, kept only with a valid `traceparent`.
+pub const TRACESTATE_HEADER: HeaderName = HeaderName::from_static(trace::TRACESTATE);
+
 /// A caller-supplied id is used only if it is short and plain, so it cannot
 /// forge log structure or bloat every line.
-fn acceptable(value: &HeaderValue) -> Option<String> {
-    let s = value.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    ok.then(|| s.to_owned())
+fn acceptable(value: &HeaderValue) -> Option<&str> {
+    trace::parse_correlation_id(value.to_str().ok()?)
 }
 
-fn correlation_id(req: &Request) -> String {
-    [CORRELATION_ID_HEADER, REQUEST_ID_HEADER]
+/// The request's trace context: the caller's correlation id and trace
+/// when valid, fresh ones otherwise.
+fn trace_context(req: &Request) -> TraceContext {
+    let header = |name: &HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let correlation_id = [CORRELATION_ID_HEADER, REQUEST_ID_HEADER]
         .iter()
-        .find_map(|h| req.headers().get(h).and_then(acceptable))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .find_map(|h| req.headers().get(h).and_then(acceptable));
+    TraceContext::continue_from(
+        header(&TRACEPARENT_HEADER),
+        header(&TRACESTATE_HEADER),
+        correlation_id,
+    )
 }
 
 /// Whether a path is platform noise (probes, scrapes) that should not fill
@@ -54,7 +67,9 @@ pub(crate) async fn observe(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let id = correlation_id(&req);
+    let context = trace_context(&req);
+    let id = context.correlation_id.clone();
+    let trace_id = context.trace_id();
     req.extensions_mut().insert(CorrelationId(id.clone()));
     // Route templates, not raw paths, keep label cardinality bounded.
     let route = req
@@ -66,9 +81,26 @@ pub(crate) async fn observe(
     let quiet = is_quiet(&path, &metrics_path);
 
     // Query strings are never logged: they may carry tokens.
-    let span = tracing::info_span!("request", correlation_id = %id, method = %method, path = %path);
-    let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let span = tracing::info_span!("request", correlation_id = %id, trace_id = %trace_id, method = %method, path = %path);
+    trace::scope(context, async move {
+        let started = Instant::now();
+        let response = next.run(req).instrument(span.clone()).await;
+        finish(response, started, &span, route, &method, quiet, &id)
+    })
+    .await
+}
+
+/// Records the request's latency, writes its access line and echoes the
+/// correlation id.
+fn finish(
+    mut response: Response,
+    started: Instant,
+    span: &tracing::Span,
+    route: String,
+    method: &axum::http::Method,
+    quiet: bool,
+    id: &str,
+) -> Response {
     let elapsed = started.elapsed();
 
     let status = response.status();
@@ -91,7 +123,7 @@ pub(crate) async fn observe(
         }
     });
 
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(CORRELATION_ID_HEADER, value);
     }
     response
@@ -104,7 +136,7 @@ mod tests {
     #[test]
     fn plain_ids_are_accepted_and_odd_ones_are_replaced() {
         assert_eq!(
-            acceptable(&HeaderValue::from_static("abc-123_x.y:z")).as_deref(),
+            acceptable(&HeaderValue::from_static("abc-123_x.y:z")),
             Some("abc-123_x.y:z")
         );
         assert_eq!(acceptable(&HeaderValue::from_static("")), None);

@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cloudevents::{AttributesReader as _, Event};
-use coffeebuddy_shared::config::KafkaSettings;
 use coffeebuddy_shared::events::{
     DeliverError, EventSink as _, KafkaSink, NewEvent, Outbox, OutboxRow, PublishError,
     RUN_CREATED, RunCreated, consume, enqueue, event_from_kafka, kafka_probe, to_cloudevent,
 };
 use coffeebuddy_shared::runtime::Readiness;
 use coffeebuddy_shared::runtime::health::Status;
-use coffeebuddy_test_support::events::{Tansu, TansuBroker, event};
-use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
+use coffeebuddy_shared::trace;
+use coffeebuddy_test_support::events::{Tansu, TansuBroker, event, read_messages};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -47,38 +47,14 @@ async fn enqueue_committed(pool: &PgPool, event: NewEvent) -> Uuid {
 
 async fn outbox_row(pool: &PgPool, event_id: Uuid) -> OutboxRow {
     sqlx::query_as(
-        "SELECT event_id, event_type, source, subject, partition_key, payload, created_at, attempts \
+        "SELECT event_id, event_type, source, subject, partition_key, payload, created_at, attempts, \
+                traceparent, tracestate, correlation_id \
          FROM outbox WHERE event_id = $1",
     )
     .bind(event_id)
     .fetch_one(pool)
     .await
     .expect("outbox row")
-}
-
-/// Reads `count` messages from partition 0 of `settings`' topic, from the
-/// beginning, without joining a group (a join takes seconds).
-async fn read_messages(settings: &KafkaSettings, count: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", format!("reader-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&settings.topic_run_events, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        let message = tokio::time::timeout(Duration::from_secs(15), consumer.recv())
-            .await
-            .expect("a message within 15 s")
-            .expect("receive");
-        messages.push(message.detach());
-    }
-    messages
 }
 
 async fn unpublished(pool: &PgPool) -> Vec<(Uuid, i32, Option<String>)> {
@@ -116,11 +92,23 @@ async fn the_outbox_publishes_binary_mode_cloudevents_keyed_by_channel(pool: PgP
         "ce_subject",
         "ce_time",
         "ce_partitionkey",
+        "ce_traceparent",
+        "ce_correlationid",
         "content-type",
     ] {
         assert!(keys.contains(&key), "missing {key} in {keys:?}");
     }
-    let decoded = event_from_kafka(&message).expect("a CloudEvent");
+    let mut decoded = event_from_kafka(&message).expect("a CloudEvent");
+    // Written outside any request, the event starts a trace of its own.
+    let traceparent = decoded
+        .remove_extension(trace::TRACEPARENT)
+        .expect("a traceparent")
+        .to_string();
+    assert!(
+        trace::TraceParent::parse(&traceparent).is_ok(),
+        "{traceparent}"
+    );
+    decoded.remove_extension(trace::CORRELATION_ID_EXTENSION);
     assert_eq!(decoded, to_cloudevent(&outbox_row(&pool, event_id).await));
     assert!(unpublished(&pool).await.is_empty());
 }

@@ -18,9 +18,11 @@ use coffeebuddy_shared::config::{KafkaSecurityProtocol, KafkaSettings};
 use coffeebuddy_shared::events::{
     JSON_CONTENT_TYPE, PARTITION_KEY_EXTENSION, to_http_binary, to_http_structured,
 };
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -130,6 +132,32 @@ pub async fn create_topic(brokers: &str, partitions: i32) -> String {
         }
     }
     name
+}
+
+/// Reads `count` messages from partition 0 of `settings`' topic, from the
+/// beginning, without joining a group (a join takes seconds). Panics when
+/// one does not arrive within 15 s.
+pub async fn read_messages(settings: &KafkaSettings, count: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&settings.topic_run_events, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let mut messages = Vec::new();
+    while messages.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(15), consumer.recv())
+            .await
+            .expect("a message within 15 s")
+            .expect("receive");
+        messages.push(message.detach());
+    }
+    messages
 }
 
 /// A private tansu broker whose only way in is a [`TcpProxy`], so a test

@@ -5,8 +5,12 @@ use std::collections::BTreeSet;
 
 use crate::code;
 use crate::helpers::{
-    COMPOSE, DOCKERFILE, DOCKERFILE_TANSU, Manifests, dockerfile, document, items, str_at,
+    COMPOSE, DOCKERFILE, DOCKERFILE_TANSU, Manifests, dockerfile, document, items, read_text,
+    str_at,
 };
+
+/// Where the build context's exclusions are.
+const DOCKERIGNORE: &str = ".dockerignore";
 
 /// The arguments of every instruction called `name`.
 fn all(instructions: &[(String, String)], name: &str) -> Vec<String> {
@@ -40,6 +44,51 @@ fn user(path: &str, instructions: &[(String, String)]) -> (u64, u64) {
     (uid, gid)
 }
 
+/// Whether `reference` is a base image we accept as a default: fully
+/// qualified (`docker.io/library/…`), tagged (never `latest`), and, when
+/// pinned, by a well-formed digest (`name:tag@sha256:<64 lowercase hex>`).
+fn pinnable_reference(reference: &str) -> Result<(), String> {
+    let (named, digest) = match reference.split_once('@') {
+        Some((named, digest)) => (named, Some(digest)),
+        None => (reference, None),
+    };
+    if !named.starts_with("docker.io/library/") {
+        return Err(format!("{reference}: not fully qualified"));
+    }
+    let tag = named
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once(':'))
+        .map(|(_, tag)| tag);
+    match tag {
+        None | Some("") => return Err(format!("{reference}: no tag")),
+        Some("latest") => return Err(format!("{reference}: `latest` moves")),
+        Some(_) => {}
+    }
+    if let Some(digest) = digest {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{reference}: a digest is sha256:<hex>"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("{reference}: a sha256 digest is 64 lowercase hex"));
+        }
+    }
+    Ok(())
+}
+
+/// The build arguments declared before the first FROM, with their defaults.
+fn global_args(instructions: &[(String, String)]) -> Vec<(String, String)> {
+    instructions
+        .iter()
+        .take_while(|(instruction, _)| instruction != "FROM")
+        .filter(|(instruction, _)| instruction == "ARG")
+        .map(|(_, args)| match args.split_once('=') {
+            Some((name, default)) => (name.to_owned(), default.to_owned()),
+            None => (args.clone(), String::new()),
+        })
+        .collect()
+}
+
 /// Every FROM names a base through a build argument declared (with a
 /// default) before the first FROM, or a stage of the same file.
 fn bases_are_pinnable_arguments(path: &str, instructions: &[(String, String)]) {
@@ -52,10 +101,9 @@ fn bases_are_pinnable_arguments(path: &str, instructions: &[(String, String)]) {
             let (name, default) = args
                 .split_once('=')
                 .unwrap_or_else(|| panic!("{path}: ARG {args} before FROM needs a default"));
-            assert!(
-                default.starts_with("docker.io/library/") && !default.ends_with(":latest"),
-                "{path}: ARG {name} default {default} should be a fully qualified, tagged image"
-            );
+            if let Err(why) = pinnable_reference(default) {
+                panic!("{path}: ARG {name}: {why}");
+            }
             global_args.insert(format!("${{{name}}}"));
         }
     }
@@ -68,6 +116,140 @@ fn bases_are_pinnable_arguments(path: &str, instructions: &[(String, String)]) {
             "{path}: FROM {image} is not one of the digest-pinnable arguments {global_args:?}"
         );
     }
+}
+
+/// The FUNCTIONs the Dockerfile's build stage copies out (`for f in …;`).
+fn copied_binaries(instructions: &[(String, String)]) -> BTreeSet<String> {
+    all(instructions, "RUN")
+        .join("\n")
+        .split_once("for f in ")
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .map(|(list, _)| list.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_else(|| panic!("{DOCKERFILE}: no `for f in …;` copy loop"))
+}
+
+#[test]
+fn base_image_defaults_are_tags_and_a_pinned_digest_must_be_well_formed() {
+    for ok in [
+        "docker.io/library/debian:bookworm-slim",
+        "docker.io/library/rust:1.95-bookworm",
+        &format!(
+            "docker.io/library/debian:bookworm-slim@sha256:{}",
+            "0a".repeat(32)
+        ),
+    ] {
+        assert_eq!(pinnable_reference(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "debian:bookworm-slim",
+        "docker.io/library/debian",
+        "docker.io/library/debian:latest",
+        "docker.io/library/debian:bookworm-slim@sha256:abc",
+        &format!(
+            "docker.io/library/debian:bookworm-slim@md5:{}",
+            "0a".repeat(32)
+        ),
+        &format!(
+            "docker.io/library/debian:bookworm-slim@sha256:{}",
+            "0A".repeat(32)
+        ),
+    ] {
+        assert!(pinnable_reference(bad).is_err(), "{bad} accepted");
+    }
+}
+
+#[test]
+fn the_readme_pins_every_base_argument_of_both_dockerfiles_by_digest() {
+    // How to pin is documented once, in the README's release build: it
+    // must pass each base argument the Dockerfiles declare, with a digest,
+    // and no argument they do not declare.
+    let readme = read_text("README.md");
+    let pinned: BTreeSet<String> = readme
+        .split("--build-arg ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('='))
+        .filter(|(_, value)| {
+            value
+                .split_whitespace()
+                .next()
+                .is_some_and(|v| v.contains("@$") || v.contains("@sha256:"))
+        })
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    for path in [DOCKERFILE, DOCKERFILE_TANSU] {
+        let instructions = dockerfile(path);
+        let bases: BTreeSet<String> = global_args(&instructions)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(!bases.is_empty(), "{path}: no base arguments");
+        assert_eq!(
+            pinned, bases,
+            "README pins these arguments by digest; {path} declares those"
+        );
+        for base in &bases {
+            assert!(
+                read_text(path).contains(&format!("FROM ${{{base}}}")),
+                "{path}: ARG {base} is never used in a FROM"
+            );
+        }
+    }
+    assert!(
+        readme.contains("< 40 MB compressed"),
+        "README states the image size target"
+    );
+}
+
+#[test]
+fn every_knative_service_runs_the_image_of_a_function_the_dockerfile_builds() {
+    let copied = copied_binaries(&dockerfile(DOCKERFILE));
+    let manifests = Manifests::load();
+    let ksvcs = manifests.ksvcs();
+    assert!(!ksvcs.is_empty());
+    for (name, ksvc) in ksvcs {
+        let containers = items(&ksvc.value["spec"]["template"]["spec"]["containers"]);
+        let image = str_at(&containers[0]["image"]).unwrap_or_default();
+        let function = image
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split_once(':'))
+            .map(|(repository, _)| repository.to_owned())
+            .unwrap_or_default();
+        assert!(
+            copied.contains(&function),
+            "{name}: image {image} is not one of the Dockerfile's FUNCTIONs {copied:?}"
+        );
+        assert_eq!(
+            name,
+            format!("coffeebuddy-{function}"),
+            "{name} runs {image}: the service and its image name one function"
+        );
+    }
+}
+
+#[test]
+fn the_build_context_leaves_out_build_output_local_state_and_secrets() {
+    // `COPY . .` sends the whole context: without these exclusions an image
+    // would carry a developer's `.env` secrets and gigabytes of `target/`,
+    // and its build would depend on what happened to be on the disk.
+    let ignored: BTreeSet<String> = read_text(DOCKERIGNORE)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/').to_owned())
+        .collect();
+    for needed in ["target", ".git", ".env", ".dev"] {
+        assert!(
+            ignored.contains(needed),
+            "{DOCKERIGNORE}: {needed} is not excluded ({ignored:?})"
+        );
+    }
+    assert!(
+        all(&dockerfile(DOCKERFILE), "COPY")
+            .iter()
+            .any(|c| c == ". ."),
+        "{DOCKERFILE}: the build stage copies the (filtered) context"
+    );
 }
 
 #[test]
@@ -83,11 +265,7 @@ fn the_dockerfile_builds_exactly_the_functions_of_the_workspace_as_the_manifests
     );
 
     // The binaries it copies: every buildable crate, each a workspace member.
-    let copied: BTreeSet<String> = runs
-        .split_once("for f in ")
-        .and_then(|(_, rest)| rest.split_once(';'))
-        .map(|(list, _)| list.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_else(|| panic!("{DOCKERFILE}: no `for f in …;` copy loop"));
+    let copied = copied_binaries(&instructions);
     let buildable = code::buildable();
     let expected: BTreeSet<String> = buildable.keys().cloned().collect();
     assert_eq!(

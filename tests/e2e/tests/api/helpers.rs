@@ -199,6 +199,18 @@ impl CoffeeApp {
     /// `/coffee <text>` typed by `user` in `channel`; returns Slack's view of
     /// the answer (status, JSON body).
     pub(crate) async fn coffee(&self, channel: &str, user: &str, text: &str) -> (u16, Value) {
+        self.coffee_with_headers(channel, user, text, &[]).await
+    }
+
+    /// [`coffee`](Self::coffee) with extra HTTP headers, as Kong adds them
+    /// (`traceparent`, `X-Correlation-ID`…).
+    pub(crate) async fn coffee_with_headers(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let body = serde_urlencoded::to_string([
             ("token", "legacy-unused"),
             ("team_id", TEAM),
@@ -217,7 +229,11 @@ impl CoffeeApp {
             ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
         ])
         .unwrap();
-        let response = self.signed("/slack/commands", &body).send().await.unwrap();
+        let mut request = self.signed("/slack/commands", &body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -292,11 +308,20 @@ impl CoffeeApp {
     }
 
     async fn interact(&self, payload: Value) -> reqwest::Response {
+        self.interact_with_headers(payload, &[]).await
+    }
+
+    async fn interact_with_headers(
+        &self,
+        payload: Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-        self.signed("/slack/interactions", &body)
-            .send()
-            .await
-            .unwrap()
+        let mut request = self.signed("/slack/interactions", &body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
     }
 
     fn button_payload(&self, channel: &str, user: &str, action_id: &str, run_id: Uuid) -> Value {
@@ -339,8 +364,20 @@ impl CoffeeApp {
         user: &str,
         run_id: Uuid,
     ) -> reqwest::Response {
-        self.interact(self.button_payload(channel, user, blocks::ACTION_CLOSE, run_id))
+        self.click_close_with_headers(channel, user, run_id, &[])
             .await
+    }
+
+    /// [`click_close`](Self::click_close) with extra HTTP headers.
+    pub(crate) async fn click_close_with_headers(
+        &self,
+        channel: &str,
+        user: &str,
+        run_id: Uuid,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let payload = self.button_payload(channel, user, blocks::ACTION_CLOSE, run_id);
+        self.interact_with_headers(payload, headers).await
     }
 
     /// `user` submits the order modal with `text` and the ticked options.

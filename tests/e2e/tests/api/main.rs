@@ -9,6 +9,7 @@ mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
 mod effects; // Slack effects when Slack misbehaves: never lost, never twice, never in the way
 mod features; // issue 9: auto-close setting, why you, stats, CSV export, Events API
+mod follow_request; // one request's trace id on its events, effects and downstream log lines
 mod health; // liveness and readiness, including a database outage
 mod helpers;
 mod kafka_flow; // the same flow through a real Kafka broker, and Kafka outages
