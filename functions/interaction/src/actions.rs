@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use coffeebuddy_shared::app::close::{CloseRequest, request_close};
 use coffeebuddy_shared::app::order::{Ordering, Placed, place_order};
 use coffeebuddy_shared::app::{responses, run_view};
-use coffeebuddy_shared::db::{channels, follow_through, orders, runs};
+use coffeebuddy_shared::db::{follow_through, orders, runs};
 use coffeebuddy_shared::domain::follow_through::Milestone;
 use coffeebuddy_shared::domain::ids::ChannelId;
 use coffeebuddy_shared::domain::order::OrderText;
 use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::RunCloseRequested;
 use coffeebuddy_shared::runtime::Context;
 use coffeebuddy_shared::slack::blocks::{
     self, OPTION_RUNNER_AGAIN, OPTION_SAVE_USUAL, ORDER_BLOCK,
@@ -206,50 +206,37 @@ async fn close_run(ctx: &Context, action: BlockAction) -> Result<Response, Inter
         tracing::warn!("Close button without a run id");
         return Ok(StatusCode::OK.into_response());
     };
-    let mut tx = ctx.db.begin().await?;
-    let Some(run) = runs::lock(&mut tx, run_id).await? else {
-        drop(tx);
-        tell(ctx, &action, None, "This coffee run no longer exists.").await?;
-        return Ok(StatusCode::OK.into_response());
-    };
-    let Some(channel_id) = channel_of(&run) else {
-        return Err(InteractError::Unexpected(anyhow::anyhow!(
-            "stored channel id is not a Slack id"
-        )));
-    };
-    if run.status != runs::RunStatus::Open {
-        tell_in(
-            ctx,
-            &mut tx,
-            &action,
-            channel_id,
-            "This coffee run is already closed (or closing).",
-        )
-        .await?;
-        ctx.commit_and_publish(tx).await?;
-        return Ok(StatusCode::OK.into_response());
-    }
     let user = &action.user_id;
-    let authorized = run.initiator_id == user.as_ref()
-        || channels::is_channel_admin(&mut tx, &run.channel_id, user.as_ref()).await?;
-    if authorized {
-        let now = ctx.clock.now();
-        // Cannot miss: the run is locked and open.
-        runs::request_close(&mut tx, run_id, user.as_ref(), now).await?;
-    }
-    let response = match &action.response_url {
-        Some(url) => Some(responses::keep(&mut tx, url, ctx.clock.now()).await?),
-        None => None,
-    };
-    let data = RunCloseRequested {
+    let mut tx = ctx.db.begin().await?;
+    let requested = request_close(
+        &mut tx,
+        ctx.clock.now(),
+        &ctx.event_source(),
         run_id,
-        channel_id: run.channel_id.clone(),
-        requested_by: user.to_string(),
-        authorized,
-        response,
+        user,
+        action.response_url.as_ref(),
+    )
+    .await?;
+    let authorized = match requested {
+        CloseRequest::Gone => {
+            drop(tx);
+            tell(ctx, &action, None, "This coffee run no longer exists.").await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        CloseRequest::NotOpen { channel_id } => {
+            tell_in(
+                ctx,
+                &mut tx,
+                &action,
+                channel_id,
+                "This coffee run is already closed (or closing).",
+            )
+            .await?;
+            ctx.commit_and_publish(tx).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        CloseRequest::Requested { authorized } => authorized,
     };
-    ctx.record_event(&mut tx, &run.channel_id, run_id, &data)
-        .await?;
     ctx.commit_and_publish(tx).await?;
     tracing::info!(%run_id, closed_by = %user, authorized, "close requested");
     Ok(StatusCode::OK.into_response())

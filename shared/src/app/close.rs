@@ -9,11 +9,82 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::db::{orders, runs};
+use crate::app::responses;
+use crate::db::{channels, orders, runs};
 use crate::domain::fairness::{Candidate, select_runner};
 use crate::domain::ids::{ChannelId, UserId};
 use crate::effects::{self, Effect};
-use crate::events::{self, NewEvent, RunClosed};
+use crate::events::{self, NewEvent, RunCloseRequested, RunClosed};
+use crate::slack::payloads::ResponseUrl;
+
+/// What a **Close run** click decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseRequest {
+    /// The run does not exist (any more).
+    Gone,
+    /// The run is already closing or closed: nothing to do.
+    NotOpen {
+        /// Its channel, to tell the person there.
+        channel_id: ChannelId,
+    },
+    /// `run.close_requested` is written. `authorized`: the click proved the
+    /// right to close and the run is `closing`; otherwise close-run asks
+    /// Slack whether the person is a workspace admin, after the ack.
+    Requested {
+        /// Whether the click already proved the right to close.
+        authorized: bool,
+    },
+}
+
+/// Whether a click closes at once, without asking Slack (pure): the
+/// starter and the channel's named admins may; anyone else may only be a
+/// workspace admin, which only Slack knows.
+pub fn closes_at_once(starter: &str, user: &UserId, named_admin: bool) -> bool {
+    starter == user.as_ref() || named_admin
+}
+
+/// A **Close run** click by `user` on `run_id`, in `conn`'s transaction:
+/// locks the run, and if it is open, moves it to `closing` when the click
+/// proves the right to close, and writes `run.close_requested` (with the
+/// click's response URL kept for a private answer). Never calls Slack.
+pub async fn request_close(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    event_source: &str,
+    run_id: Uuid,
+    user: &UserId,
+    response_url: Option<&ResponseUrl>,
+) -> Result<CloseRequest, sqlx::Error> {
+    let Some(run) = runs::lock(&mut *conn, run_id).await? else {
+        return Ok(CloseRequest::Gone);
+    };
+    let channel_id = ChannelId::parse(&run.channel_id)
+        .map_err(|e| sqlx::Error::Decode(format!("stored channel id: {e}").into()))?;
+    if run.status != runs::RunStatus::Open {
+        return Ok(CloseRequest::NotOpen { channel_id });
+    }
+    let named_admin = run.initiator_id != user.as_ref()
+        && channels::is_channel_admin(&mut *conn, &run.channel_id, user.as_ref()).await?;
+    let authorized = closes_at_once(&run.initiator_id, user, named_admin);
+    if authorized {
+        // Cannot miss: the run is locked and open.
+        runs::request_close(&mut *conn, run_id, user.as_ref(), now).await?;
+    }
+    let response = match response_url {
+        Some(url) => Some(responses::keep(&mut *conn, url, now).await?),
+        None => None,
+    };
+    let data = RunCloseRequested {
+        run_id,
+        channel_id: run.channel_id.clone(),
+        requested_by: user.to_string(),
+        authorized,
+        response,
+    };
+    let event = NewEvent::new(&run.channel_id, Some(run_id.to_string()), &data);
+    events::enqueue(&mut *conn, event_source, event).await?;
+    Ok(CloseRequest::Requested { authorized })
+}
 
 /// What closing a run decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +230,25 @@ pub async fn auto_close(
     }
     runs::request_close(&mut *conn, run_id, &run.initiator_id, now).await?;
     decide(conn, now, event_source, run_id).await
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_starter_and_named_admins_close_without_asking_slack() {
+        let (ann, bob) = (
+            UserId::parse("U0ANN").unwrap(),
+            UserId::parse("U0BOB").unwrap(),
+        );
+        assert!(closes_at_once("U0ANN", &ann, false), "the starter");
+        assert!(closes_at_once("U0ANN", &bob, true), "a named channel admin");
+        assert!(
+            !closes_at_once("U0ANN", &bob, false),
+            "anyone else: Slack decides"
+        );
+    }
 }
 
 #[cfg(test)]
