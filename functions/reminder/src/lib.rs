@@ -26,7 +26,6 @@
 mod auto_close;
 mod schedule;
 mod send;
-mod store;
 
 use axum::Router;
 use coffeebuddy_shared::app::repair;

@@ -6,27 +6,18 @@
 //! open meanwhile: in production that is what keeps the pod alive (Knative
 //! scales on requests; work after the response may be frozen).
 //!
-//! Sending one reminder is one transaction: claim the row (`FOR UPDATE SKIP
-//! LOCKED`, still `pending`), re-check the run and the channel, then mark it
-//! `sent`, write `reminder.sent` and the DM as an effect (DESIGN §5), and
-//! commit. Two replicas ticking together, or a tick and a `run.closed`
-//! handler, never both get the lock on a pending row, and once the row is
-//! `sent` nobody claims it again. No Slack call happens under the lock: the
-//! effect worker sends the DM right after the commit, exactly once, and
-//! retries it if Slack is down.
+//! Sending one is [`coffeebuddy_shared::app::remind::send_reminder`], in
+//! one transaction; this module counts and logs what it decided.
 
 use chrono::Duration;
-use coffeebuddy_shared::app::run_view;
-use coffeebuddy_shared::db::{channels, runs};
+use coffeebuddy_shared::app::remind::{RemindError, Reminded, send_reminder};
+use coffeebuddy_shared::db::reminders;
 use coffeebuddy_shared::domain::reminder;
-use coffeebuddy_shared::effects::Effect;
-use coffeebuddy_shared::events::{HandleEventError, ReminderSent};
+use coffeebuddy_shared::events::HandleEventError;
 use coffeebuddy_shared::runtime::Context;
-use coffeebuddy_shared::slack::blocks;
 use futures::StreamExt as _;
 use uuid::Uuid;
 
-use crate::store;
 use crate::{LATE_TOTAL, LATENESS_SECONDS, SENT_TOTAL, SKIPPED_TOTAL};
 
 /// Reminders one tick takes on at most; a larger backlog (after a long
@@ -38,17 +29,6 @@ const TICK_BATCH: i64 = 500;
 /// many database connections.
 const CONCURRENT_SENDS: usize = 4;
 
-/// What became of one attempt to send a reminder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sent {
-    /// The runner's DM is on its way (an effect, committed).
-    Delivered,
-    /// Not sent, and never will be (reason counted in the metrics).
-    Skipped,
-    /// Nothing to do: already settled, gone, or held by another replica.
-    NotPending,
-}
-
 /// The ping tick: every pending reminder due before the next tick, each
 /// sent at its due time. Failures of single reminders are logged and retried
 /// by the next tick; the tick as a whole asks for a retry only when the
@@ -56,7 +36,7 @@ pub(crate) enum Sent {
 pub(crate) async fn due_reminders(ctx: &Context) -> Result<(), HandleEventError> {
     let now = ctx.clock.now();
     let tick = tick_period(ctx);
-    let due = store::pending_due_before(&ctx.db, now + tick, TICK_BATCH).await?;
+    let due = reminders::pending_due_before(&ctx.db, now + tick, TICK_BATCH).await?;
     if due.is_empty() {
         return Ok(());
     }
@@ -86,113 +66,48 @@ pub(crate) fn tick_period(ctx: &Context) -> Duration {
     Duration::seconds(i64::try_from(ctx.settings.tick_seconds).unwrap_or(i64::MAX / 1000))
 }
 
-/// Why a claimed reminder will not be sent.
-struct Skip {
-    /// The `reason` label of the skipped counter.
-    reason: &'static str,
-    /// What `last_error` records.
-    detail: String,
-}
-
-impl Skip {
-    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// The run as the reminder shows it, or why the reminder must not go out:
-/// re-checked at send time (DESIGN §1.5), since the channel may have turned
-/// reminders off, or the run may be gone, since it closed.
-async fn sendable_view(
-    conn: &mut sqlx::PgConnection,
-    claimed: &store::Reminder,
-) -> Result<Result<blocks::RunView, Skip>, HandleEventError> {
-    let Some(run) = runs::find(&mut *conn, claimed.run_id).await? else {
-        return Ok(Err(Skip::new("run_gone", "the run no longer exists")));
-    };
-    if run.status != runs::RunStatus::Closed {
-        return Ok(Err(Skip::new(
-            "run_not_closed",
-            format!("the run is {}", run.status),
-        )));
-    }
-    let enabled = channels::find(&mut *conn, &claimed.channel_id)
-        .await?
-        .is_some_and(|c| c.reminders_enabled);
-    if !enabled {
-        return Ok(Err(Skip::new(
-            "disabled",
-            "the channel has reminders disabled",
-        )));
-    }
-    match run_view::load(conn, &run).await {
-        Ok(view) => Ok(Ok(view)),
-        Err(run_view::LoadRunViewError::Malformed(m)) => Ok(Err(Skip::new("invalid_run", m))),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Sends the pending reminder of `run_id` now, if it is still pending and
-/// nobody else is sending it.
-pub(crate) async fn send(ctx: &Context, run_id: Uuid) -> Result<Sent, HandleEventError> {
+/// nobody else is sending it; counts and logs the outcome.
+pub(crate) async fn send(ctx: &Context, run_id: Uuid) -> Result<Reminded, HandleEventError> {
     let mut tx = ctx.db.begin().await?;
-    let Some(claimed) = store::claim(&mut tx, run_id).await? else {
-        return Ok(Sent::NotPending);
-    };
-    let view = match sendable_view(&mut tx, &claimed).await? {
-        Ok(view) => view,
-        Err(Skip { reason, detail }) => {
-            store::mark_skipped(&mut tx, run_id, &detail).await?;
+    let reminded = send_reminder(&mut tx, ctx.clock.now(), &ctx.event_source(), run_id)
+        .await
+        .map_err(|e| match e {
+            RemindError::Database(e) => HandleEventError::from(e),
+            RemindError::Malformed(m) => HandleEventError::Malformed(m),
+        })?;
+    match &reminded {
+        Reminded::NotPending => return Ok(reminded),
+        Reminded::Skipped { reason, detail } => {
             tx.commit().await?;
-            metrics::counter!(SKIPPED_TOTAL, "reason" => reason).increment(1);
+            metrics::counter!(SKIPPED_TOTAL, "reason" => *reason).increment(1);
             tracing::info!(%run_id, reason, detail, "reminder skipped");
-            return Ok(Sent::Skipped);
+            return Ok(reminded);
         }
-    };
-
-    let sent_at = ctx.clock.now();
-    if !store::mark_sent(&mut tx, run_id, sent_at).await? {
-        // Cannot happen while we hold the row lock; refuse to write a second
-        // `reminder.sent` rather than trust it.
-        return Err(HandleEventError::Retryable(anyhow::anyhow!(
-            "reminder {run_id} left pending while claimed"
-        )));
+        Reminded::Sent { .. } => ctx.commit_and_publish(tx).await?,
     }
-    let data = ReminderSent {
-        run_id,
-        channel_id: claimed.channel_id.clone(),
-        runner_id: claimed.runner_id.clone(),
-    };
-    ctx.record_event(&mut tx, &claimed.channel_id, run_id, &data)
-        .await?;
-    let dm = Effect::DmReminder {
-        run_id,
-        channel_id: view.channel_id.clone(),
-        user: view.runner.clone().ok_or_else(|| {
-            HandleEventError::Malformed(format!("closed run {run_id} has no runner"))
-        })?,
-    };
-    ctx.record_effect(&mut tx, &dm).await?;
-    ctx.commit_and_publish(tx).await?;
-
-    let lateness = reminder::lateness(claimed.due_at, claimed.created_at, sent_at);
-    let lateness_seconds = lateness.as_seconds_f64();
-    metrics::counter!(SENT_TOTAL).increment(1);
-    metrics::histogram!(LATENESS_SECONDS).record(lateness_seconds);
-    if reminder::is_late(lateness) {
-        metrics::counter!(LATE_TOTAL).increment(1);
-        tracing::warn!(
-            %run_id,
-            due_at = %claimed.due_at,
-            %sent_at,
-            lateness_seconds,
-            "reminder sent late (missed while the service or Slack was unavailable)"
-        );
-    } else {
-        tracing::info!(%run_id, due_at = %claimed.due_at, %sent_at, lateness_seconds, "reminder sent");
+    if let Reminded::Sent {
+        due_at,
+        created_at,
+        sent_at,
+    } = &reminded
+    {
+        let lateness = reminder::lateness(*due_at, *created_at, *sent_at);
+        let lateness_seconds = lateness.as_seconds_f64();
+        metrics::counter!(SENT_TOTAL).increment(1);
+        metrics::histogram!(LATENESS_SECONDS).record(lateness_seconds);
+        if reminder::is_late(lateness) {
+            metrics::counter!(LATE_TOTAL).increment(1);
+            tracing::warn!(
+                %run_id,
+                %due_at,
+                %sent_at,
+                lateness_seconds,
+                "reminder sent late (missed while the service or Slack was unavailable)"
+            );
+        } else {
+            tracing::info!(%run_id, %due_at, %sent_at, lateness_seconds, "reminder sent");
+        }
     }
-    Ok(Sent::Delivered)
+    Ok(reminded)
 }

@@ -12,6 +12,7 @@
 //!   message's refresh.
 //! - [`close`]: closing a run: the fair pick, the outcome and its effects,
 //!   decided in one transaction.
+//! - [`remind`]: the runner's pickup reminder, scheduled and sent once.
 //! - [`home`]: a person's App Home tab, read from the database.
 //! - [`responses`]: Slack `response_url`s kept for their 30-minute life by
 //!   the function that answers with them.
@@ -23,6 +24,7 @@ pub mod authz;
 pub mod close;
 pub mod home;
 pub mod order;
+pub mod remind;
 pub mod repair;
 pub mod responses;
 pub mod run_view;

@@ -23,6 +23,7 @@ pub mod effects;
 pub mod event_receipts;
 pub mod follow_through;
 pub mod orders;
+pub mod reminders;
 pub mod runs;
 pub mod stats;
 

@@ -1,12 +1,13 @@
-//! The `reminders` table. Only this function reads or writes it (a channel
-//! reset deletes rows by cascade from `runs`), so its queries live here.
+//! The `reminders` table, written and read by the reminder use cases
+//! ([`crate::app::remind`]); a channel reset deletes rows by cascade from
+//! `runs`.
 //!
 //! The `status` column is what makes a reminder go out at most once: a row
 //! leaves `pending` exactly once, to `sent` (in the transaction that holds
 //! the row lock across the Slack call) or to `skipped`.
 
+use crate::trace::TraceColumns;
 use chrono::{DateTime, Utc};
-use coffeebuddy_shared::trace::TraceColumns;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -15,30 +16,37 @@ const MAX_ERROR_CHARS: usize = 1000;
 
 /// A pending reminder, as claimed for sending.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub(crate) struct Reminder {
-    pub(crate) run_id: Uuid,
-    pub(crate) channel_id: String,
-    pub(crate) runner_id: String,
-    pub(crate) due_at: DateTime<Utc>,
+pub struct Reminder {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its channel.
+    pub channel_id: String,
+    /// Who is reminded.
+    pub runner_id: String,
+    /// When the reminder is due.
+    pub due_at: DateTime<Utc>,
     /// When it was scheduled (by the function's clock): it cannot be late
     /// before it existed.
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) attempts: i32,
+    pub created_at: DateTime<Utc>,
+    /// Attempts so far.
+    pub attempts: i32,
 }
 
 /// A pending reminder a tick will wait for.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub(crate) struct Due {
-    pub(crate) run_id: Uuid,
-    pub(crate) due_at: DateTime<Utc>,
+pub struct Due {
+    /// The run.
+    pub run_id: Uuid,
+    /// When the reminder is due.
+    pub due_at: DateTime<Utc>,
     /// The trace of the close that scheduled it.
     #[sqlx(flatten)]
-    pub(crate) trace: TraceColumns,
+    pub trace: TraceColumns,
 }
 
 /// Inserts the pending reminder for `run_id`, unless it already has one
 /// (a redelivered `run.closed`). Returns whether this call inserted it.
-pub(crate) async fn schedule(
+pub async fn schedule(
     conn: &mut PgConnection,
     run_id: Uuid,
     channel_id: &str,
@@ -70,7 +78,7 @@ pub(crate) async fn schedule(
 
 /// Pending reminders due before `before`, soonest first, at most `limit`.
 /// Not locked: each is claimed with [`claim`] when its time comes.
-pub(crate) async fn pending_due_before(
+pub async fn pending_due_before(
     pool: &PgPool,
     before: DateTime<Utc>,
     limit: i64,
@@ -91,10 +99,7 @@ pub(crate) async fn pending_due_before(
 /// still pending and nobody else holds it. `None` means there is nothing to
 /// do here: it was sent or skipped already, is being sent by another
 /// replica right now (`SKIP LOCKED`), or is gone with its run.
-pub(crate) async fn claim(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-) -> Result<Option<Reminder>, sqlx::Error> {
+pub async fn claim(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<Reminder>, sqlx::Error> {
     sqlx::query_as(
         "SELECT run_id, channel_id, runner_id, due_at, created_at, attempts FROM reminders
          WHERE run_id = $1 AND status = 'pending'
@@ -107,7 +112,7 @@ pub(crate) async fn claim(
 
 /// Marks a claimed reminder sent at `at`. Returns whether the row moved
 /// from `pending` (always, while the claim's lock is held).
-pub(crate) async fn mark_sent(
+pub async fn mark_sent(
     conn: &mut PgConnection,
     run_id: Uuid,
     at: DateTime<Utc>,
@@ -124,7 +129,7 @@ pub(crate) async fn mark_sent(
 }
 
 /// Marks a claimed reminder skipped, keeping `reason` in `last_error`.
-pub(crate) async fn mark_skipped(
+pub async fn mark_skipped(
     conn: &mut PgConnection,
     run_id: Uuid,
     reason: &str,
