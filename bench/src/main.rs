@@ -16,7 +16,8 @@
 //! already migrated, by the `local` run above), over `COLD_START_RUNS`
 //! starts (default 20, after one unmeasured start that warms the page
 //! cache), the resident memory once idle, and the binary's size on disk.
-//! `coffeebuddy-bench cold-start` prints only that table;
+//! `coffeebuddy-bench cold-start` prints only that table, `coffeebuddy-bench
+//! acks` everything but it;
 //! `BENCH_BIN_DIR` measures the binaries (`coffeebuddy-local` and the
 //! functions) of another build, e.g. an older release, for a before/after
 //! comparison.
@@ -325,7 +326,9 @@ fn start_local(slack: &SlackFake, port: u16) -> anyhow::Result<Child> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let slack = SlackFake::start().await;
-    let cold_start_only = std::env::args().nth(1).as_deref() == Some("cold-start");
+    let only = std::env::args().nth(1);
+    let cold_start_only = only.as_deref() == Some("cold-start");
+    let acks_only = only.as_deref() == Some("acks");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -411,6 +414,10 @@ async fn main() -> anyhow::Result<()> {
     for (n, (name, latency, channels, people)) in scenarios.into_iter().enumerate() {
         let prefix = format!("C0CL{stamp}S{n}X");
         close_scenario(&target, &slack, name, &prefix, latency, channels, people).await?;
+    }
+    if acks_only {
+        stop(child);
+        return Ok(());
     }
     stop(child);
     cold_start_table(&bin_dir()?, &slack).await
