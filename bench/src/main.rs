@@ -388,7 +388,9 @@ async fn main() -> anyhow::Result<()> {
     // The effect worker may still be posting the run messages of the rounds
     // above.
     let channel = format!("C0ORD{stamp}");
-    let run_id = posted_run_id(&slack, &channel, Duration::from_secs(60)).await?;
+    // Behind the 3,050 run messages of the rounds above (a loaded machine
+    // drains them in about a minute).
+    let run_id = posted_run_id(&slack, &channel, Duration::from_secs(180)).await?;
     for concurrency in [1, 8] {
         round("order submission (same run)", 500, concurrency, |i| {
             let user = format!("U0C{concurrency}X{i}");
