@@ -385,11 +385,9 @@ async fn main() -> anyhow::Result<()> {
     }
     // Orders into one open run: the one-row-per-person upsert under contention.
     target.coffee(&format!("C0ORD{stamp}"), "U0BENCH").await?;
-    // The effect worker may still be posting the run messages of the rounds
-    // above.
+    // Its run message queues behind the 3,050 of the rounds above (a
+    // loaded machine posts them in about a minute).
     let channel = format!("C0ORD{stamp}");
-    // Behind the 3,050 run messages of the rounds above (a loaded machine
-    // drains them in about a minute).
     let run_id = posted_run_id(&slack, &channel, Duration::from_secs(180)).await?;
     for concurrency in [1, 8] {
         round("order submission (same run)", 500, concurrency, |i| {
