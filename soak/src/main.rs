@@ -485,7 +485,12 @@ async fn main() -> anyhow::Result<()> {
         ("DATABASE_POOL_MAX", "20".to_owned()),
         ("TICK_SECONDS", "10".to_owned()),
         ("CHANNEL_DEFAULT_REMINDER_MINUTES", "1".to_owned()),
-        ("LOG_LEVEL", "warn".to_owned()),
+        // The `listening` line (its port) and warnings; not a line per request.
+        (
+            "LOG_LEVEL",
+            "warn,coffeebuddy_shared::runtime=info,coffeebuddy_shared::runtime::observe=warn"
+                .to_owned(),
+        ),
     ];
     let mut local = AppProcess::start(&binary, &env).await?;
     let driver = SlackDriver::new(&local.base, SECRET);
