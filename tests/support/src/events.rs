@@ -232,7 +232,9 @@ async fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct DurableTansu {
     binary: PathBuf,
-    storage: String,
+    /// Where its SQLite file lives (the broker runs there: tansu reads a
+    /// `sqlite://` URL's path relative to its working directory).
+    dir: PathBuf,
     /// Where the broker listens (no proxy: the broker itself goes away).
     pub addr: SocketAddr,
     /// What clients should use as `bootstrap.servers`.
@@ -247,7 +249,7 @@ impl DurableTansu {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut broker = Self {
             binary: binary.to_path_buf(),
-            storage: format!("sqlite://{}", dir.join("tansu.db").display()),
+            dir: dir.to_path_buf(),
             addr,
             brokers: addr.to_string(),
             child: None,
@@ -276,8 +278,9 @@ impl DurableTansu {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                &self.storage,
+                "sqlite://tansu.db",
             ])
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -300,4 +303,25 @@ impl DurableTansu {
     pub async fn create_topic(&self, partitions: i32) -> String {
         create_topic(&self.brokers, partitions).await
     }
+}
+
+/// How many records `topic`'s `partitions` hold on `brokers` (the sum of
+/// each partition's high minus low watermark), read without joining a
+/// group. Blocks for up to 10 s a partition: call it from
+/// `spawn_blocking`.
+pub fn record_count(brokers: &str, topic: &str, partitions: i32) -> Result<i64, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "coffeebuddy-test-watermarks")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut total = 0;
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|e| format!("partition {partition}: {e}"))?;
+        total += high - low;
+    }
+    Ok(total)
 }

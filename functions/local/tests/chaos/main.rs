@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_test_support::driver::{SlackDriver, run_of_message};
-use coffeebuddy_test_support::events::DurableTansu;
+use coffeebuddy_test_support::events::{DurableTansu, record_count};
 use coffeebuddy_test_support::ledger::{PostAudit, audit_posts};
 use coffeebuddy_test_support::process::AppProcess;
 use coffeebuddy_test_support::slack_fake::{FakeResponse, SlackFake};
@@ -304,6 +304,27 @@ async fn the_broker_killed_and_restarted_mid_traffic_loses_no_event_and_doubles_
         );
     }
 
+    // What the broker holds before it dies (every event so far published).
+    settled(&db, false, Duration::from_secs(30)).await;
+    eventually(
+        "the first events published",
+        Duration::from_secs(30),
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(&db)
+                    .await
+                    .ok()?;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    let held_before = records(&broker.brokers, &topic).await;
+    assert!(
+        held_before > 0,
+        "nothing reached the broker before the kill"
+    );
+
     // Act: the broker is SIGKILLed; meanwhile people edit orders, three
     // more channels start runs, and the first runs are closed.
     broker.kill_hard().await;
@@ -340,11 +361,16 @@ async fn the_broker_killed_and_restarted_mid_traffic_loses_no_event_and_doubles_
             .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart().await;
+    let held_after_restart = records(&broker.brokers, &topic).await;
 
     // Assert: the closes (whose run.close_requested waited for the broker)
     // all complete; the late runs get their messages; every event reaches
     // Kafka; nothing shows twice.
     assert!(unpublished_during > 0, "the outage held back no event");
+    assert!(
+        held_after_restart >= held_before,
+        "the restarted broker lost records: {held_before} before, {held_after_restart} after"
+    );
     for channel in &late {
         let run_id = run_message(&slack, channel).await;
         let answer = driver
@@ -398,9 +424,9 @@ async fn the_broker_killed_and_restarted_mid_traffic_loses_no_event_and_doubles_
         .await
         .unwrap();
     eprintln!(
-        "broker SIGKILLed for 3 s with {unpublished_during} events held back; after the \
-         restart all {events} events published, {} runs closed, {} posts done, each in \
-         Slack once",
+        "broker SIGKILLed for 3 s with {unpublished_during} events held back; it came back \
+         with the {held_before} records it had ({held_after_restart} on restart); then all \
+         {events} events published, {} runs closed, {} posts done, each in Slack once",
         channels.len() + late.len(),
         audit.posts_done
     );
@@ -409,6 +435,15 @@ async fn the_broker_killed_and_restarted_mid_traffic_loses_no_event_and_doubles_
         .terminate(Duration::from_secs(20))
         .expect("a clean stop");
     db.close().await;
+}
+
+/// Records the broker holds in `topic` (3 partitions).
+async fn records(brokers: &str, topic: &str) -> i64 {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || record_count(&brokers, &topic, 3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot read the topic's watermarks: {e}"))
 }
 
 /// A fresh directory under the system temp dir, readable by the
