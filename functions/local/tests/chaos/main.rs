@@ -435,6 +435,8 @@ async fn the_broker_killed_and_restarted_mid_traffic_loses_no_event_and_doubles_
         .terminate(Duration::from_secs(20))
         .expect("a clean stop");
     db.close().await;
+    broker.kill_hard().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Records the broker holds in `topic` (3 partitions).
