@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use coffeebuddy_shared::slack::blocks;
+use coffeebuddy_test_support::driver::{Answer, SlackDriver, button_value};
 use coffeebuddy_test_support::ory::{JwksFake, TestKey};
-use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
-use serde_json::json;
+use uuid::Uuid;
 
 const SECRET: &str = "bench-signing-secret";
 
@@ -200,85 +200,56 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The benchmark's requests: the tests' Slack driver, timing each ack.
 struct Target {
     base: String,
     http: reqwest::Client,
+    driver: SlackDriver,
 }
 
 impl Target {
     async fn coffee(&self, channel: &str, user: &str) -> anyhow::Result<Duration> {
-        let body = serde_urlencoded::to_string([
-            ("team_id", "T0BENCH"),
-            ("channel_id", channel),
-            ("user_id", user),
-            ("command", "/coffee"),
-            ("text", "in 30m Blue Bottle"),
-            ("response_url", "http://127.0.0.1:9/unused"),
-            ("trigger_id", "bench"),
-        ])?;
-        self.timed("/slack/commands", body).await
+        let answer = self
+            .driver
+            .coffee(
+                channel,
+                user,
+                "in 30m Blue Bottle",
+                "http://127.0.0.1:9/unused",
+            )
+            .await?;
+        acked("/slack/commands", &answer)
     }
 
     async fn order(&self, run_id: &str, user: &str) -> anyhow::Result<Duration> {
-        let payload = json!({
-            "type": "view_submission",
-            "team": { "id": "T0BENCH" },
-            "user": { "id": user },
-            "view": {
-                "id": "V0BENCH",
-                "callback_id": "order_submit",
-                "private_metadata": run_id,
-                "state": { "values": { "order_block": { "order_text": { "type": "plain_text_input", "value": "flat white" } } } }
-            }
-        });
-        let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
-        self.timed("/slack/interactions", body).await
+        let answer = self
+            .driver
+            .submit_order(user, Uuid::parse_str(run_id)?, "flat white", &[])
+            .await?;
+        acked("/slack/interactions", &answer)
     }
 
     async fn close(&self, channel: &str, user: &str, run_id: &str) -> anyhow::Result<Duration> {
-        let payload = json!({
-            "type": "block_actions",
-            "team": { "id": "T0BENCH" },
-            "user": { "id": user },
-            "channel": { "id": channel },
-            "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": channel },
-            "message": { "type": "message", "ts": "1700000000.000100" },
-            "response_url": "http://127.0.0.1:9/unused",
-            "trigger_id": "bench",
-            "actions": [{
-                "type": "button",
-                "action_id": blocks::ACTION_CLOSE,
-                "block_id": "run_actions",
-                "value": run_id,
-                "action_ts": "1700000001.000200"
-            }]
-        });
-        let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
-        self.timed("/slack/interactions", body).await
+        let answer = self
+            .driver
+            .click(
+                channel,
+                user,
+                blocks::ACTION_CLOSE,
+                Uuid::parse_str(run_id)?,
+                "http://127.0.0.1:9/unused",
+            )
+            .await?;
+        acked("/slack/interactions", &answer)
     }
+}
 
-    async fn timed(&self, path: &str, body: String) -> anyhow::Result<Duration> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs() as i64;
-        let started = Instant::now();
-        let response = signed_form(
-            &self.http,
-            &format!("{}{path}", self.base),
-            SECRET,
-            now,
-            &body,
-        )
-        .send()
-        .await?;
-        let status = response.status();
-        response.bytes().await?;
-        let elapsed = started.elapsed();
-        if !status.is_success() {
-            bail!("{path} answered {status}");
-        }
-        Ok(elapsed)
+/// The ack's latency, if it was a success.
+fn acked(path: &str, answer: &Answer) -> anyhow::Result<Duration> {
+    if !(200..300).contains(&answer.status) {
+        bail!("{path} answered {}", answer.status);
     }
+    Ok(answer.latency)
 }
 
 async fn round<F, Fut>(name: &str, total: usize, concurrency: usize, make: F) -> anyhow::Result<()>
@@ -338,6 +309,7 @@ async fn main() -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?,
+        driver: SlackDriver::new(&format!("http://127.0.0.1:{port}"), SECRET),
     };
     let mut ready = false;
     for _ in 0..300 {
@@ -433,14 +405,7 @@ async fn posted_run_id(slack: &SlackFake, channel: &str, wait: Duration) -> anyh
             .iter()
             .rev()
             .find(|c| c.body["channel"] == channel)
-            .and_then(|c| {
-                c.body["blocks"]
-                    .as_array()?
-                    .iter()
-                    .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
-                    .find(|e| e["action_id"] == blocks::ACTION_ORDER)
-                    .and_then(|e| e["value"].as_str().map(str::to_owned))
-            });
+            .and_then(|c| button_value(&c.body, blocks::ACTION_ORDER));
         if let Some(run_id) = run_id {
             return Ok(run_id);
         }

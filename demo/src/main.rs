@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use coffeebuddy_shared::slack::blocks;
-use coffeebuddy_test_support::slack::{now, signed_form};
+use coffeebuddy_test_support::driver::{SlackDriver, button_value};
 use coffeebuddy_test_support::slack_fake::SlackFake;
-use serde_json::{Value, json};
+use serde_json::Value;
+use uuid::Uuid;
 
 const SECRET: &str = "demo-signing-secret";
 const CHANNEL: &str = "C0DEMO";
@@ -88,43 +89,22 @@ struct Demo {
     base: String,
     slack: SlackFake,
     http: reqwest::Client,
+    driver: SlackDriver,
 }
 
 impl Demo {
-    async fn post_signed(&self, path: &str, body: String) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{path}", self.base);
-        signed_form(&self.http, &url, SECRET, now(), &body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))
-    }
-
     async fn coffee(&self, user: &str, text: &str) -> anyhow::Result<()> {
         say(name(user), &format!("/coffee {text}"));
-        let body = serde_urlencoded::to_string([
-            ("team_id", "T0DEMO"),
-            ("channel_id", CHANNEL),
-            ("user_id", user),
-            ("command", "/coffee"),
-            ("text", text),
-            ("response_url", &self.slack.response_url("coffee")),
-            ("trigger_id", "demo-trigger"),
-        ])?;
-        let answer: Value = self
-            .post_signed("/slack/commands", body)
-            .await?
-            .json()
-            .await?;
+        let answer = self
+            .driver
+            .coffee(CHANNEL, user, text, &self.slack.response_url("coffee"))
+            .await
+            .context("POST /slack/commands")?;
         say(
             &format!("CoffeeBuddy (only visible to {})", name(user)),
-            &readable(answer["text"].as_str().unwrap_or_default()),
+            &readable(answer.text()),
         );
         Ok(())
-    }
-
-    async fn interact(&self, payload: Value) -> anyhow::Result<reqwest::Response> {
-        let body = serde_urlencoded::to_string([("payload", payload.to_string())])?;
-        self.post_signed("/slack/interactions", body).await
     }
 
     async fn click(
@@ -137,16 +117,16 @@ impl Demo {
         say(name(user), &format!("(clicks [ {label} ])"));
         let reply_to = format!("{action_id}-{user}");
         let before = self.slack.calls_to(&format!("response:{reply_to}")).len();
-        self.interact(json!({
-            "type": "block_actions",
-            "team": { "id": "T0DEMO" },
-            "user": { "id": user },
-            "channel": { "id": CHANNEL },
-            "trigger_id": format!("demo-{user}"),
-            "response_url": self.slack.response_url(&reply_to),
-            "actions": [{ "type": "button", "action_id": action_id, "value": run_id }]
-        }))
-        .await?;
+        self.driver
+            .click(
+                CHANNEL,
+                user,
+                action_id,
+                Uuid::parse_str(run_id)?,
+                &self.slack.response_url(&reply_to),
+            )
+            .await
+            .context("POST /slack/interactions")?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         for reply in self
             .slack
@@ -181,27 +161,12 @@ impl Demo {
             name(user),
             &format!("(types in the order form) {text}{ticked}"),
         );
-        let selected: Vec<Value> = options.iter().map(|o| json!({ "value": o })).collect();
-        let response = self
-            .interact(json!({
-                "type": "view_submission",
-                "team": { "id": "T0DEMO" },
-                "user": { "id": user },
-                "view": {
-                    "id": "V0DEMO",
-                    "callback_id": blocks::ORDER_MODAL_CALLBACK,
-                    "private_metadata": run_id,
-                    "state": { "values": {
-                        blocks::ORDER_BLOCK: { blocks::ORDER_INPUT: { "type": "plain_text_input", "value": text } },
-                        blocks::OPTIONS_BLOCK: { blocks::OPTIONS_INPUT: { "type": "checkboxes", "selected_options": selected } }
-                    } }
-                }
-            }))
-            .await?;
-        let body = response.text().await?;
-        if let Ok(errors) = serde_json::from_str::<Value>(&body)
-            && let Some(error) = errors["errors"][blocks::ORDER_BLOCK].as_str()
-        {
+        let answer = self
+            .driver
+            .submit_order(user, Uuid::parse_str(run_id)?, text, options)
+            .await
+            .context("POST /slack/interactions")?;
+        if let Some(error) = answer.body["errors"][blocks::ORDER_BLOCK].as_str() {
             say("Order form", &format!("(refused) {error}"));
         }
         Ok(())
@@ -249,21 +214,8 @@ impl Demo {
             .calls_to("chat.postMessage")
             .iter()
             .rev()
-            .find_map(|c| find_button_value(&c.body["blocks"]))
+            .find_map(|c| button_value(&c.body, blocks::ACTION_ORDER))
             .context("the bot never posted a run message")
-    }
-}
-
-fn find_button_value(v: &Value) -> Option<String> {
-    match v {
-        Value::Object(m)
-            if m.get("action_id").and_then(Value::as_str) == Some(blocks::ACTION_ORDER) =>
-        {
-            m.get("value").and_then(Value::as_str).map(str::to_owned)
-        }
-        Value::Object(m) => m.values().find_map(find_button_value),
-        Value::Array(items) => items.iter().find_map(find_button_value),
-        _ => None,
     }
 }
 
@@ -384,6 +336,7 @@ async fn main() -> ExitCode {
         base: format!("http://127.0.0.1:{port}"),
         slack,
         http: reqwest::Client::new(),
+        driver: SlackDriver::new(&format!("http://127.0.0.1:{port}"), SECRET),
     };
     let outcome = match wait_ready(&demo.http, &demo.base).await {
         Ok(()) => play(&demo).await,

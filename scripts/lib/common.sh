@@ -180,6 +180,26 @@ ensure_tansu() {
     export TANSU_BIN="$bin"
 }
 
+# Makes sure a tansu built with its SQLite storage engine (cargo feature
+# `libsql`) is installed and exports TANSU_SQLITE_BIN: the chaos tests kill
+# the broker and start it again, which only a broker that keeps its data
+# survives (the everyday tansu has in-memory storage only). Installed once
+# per machine into TANSU_SQLITE_ROOT (default ~/.cargo/tansu-sqlite, beside
+# the everyday one, which stays as it is); the build takes about as long as
+# the everyday tansu's. TANSU_SQLITE_BIN, when set to a binary, is used as is.
+ensure_tansu_sqlite() {
+    if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
+        export TANSU_SQLITE_BIN
+        return 0
+    fi
+    local root="${TANSU_SQLITE_ROOT:-$HOME/.cargo/tansu-sqlite}"
+    if [ ! -x "$root/bin/tansu" ]; then
+        log "installing tansu with SQLite storage into $root (cargo install, about 15 minutes, once per machine)"
+        cargo install tansu --version 0.6.0 --locked --features libsql --root "$root"
+    fi
+    export TANSU_SQLITE_BIN="$root/bin/tansu"
+}
+
 # ensure_cargo_tool NAME MINUTES: installs the cargo subcommand NAME from
 # crates.io (`cargo install NAME --locked`) when it is missing.
 ensure_cargo_tool() {

@@ -130,6 +130,7 @@ pub fn parse_events_request(body: &[u8]) -> Result<EventsApiRequest, ParseEvents
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prop_assert_eq;
 
     #[test]
     fn url_verification_carries_its_challenge() {
@@ -174,6 +175,107 @@ mod tests {
                 kind: "app_rate_limited".to_owned()
             })
         );
+    }
+
+    /// The properties `fuzz/fuzz_targets/events_api.rs` checks, in the
+    /// normal suite: anything accepted is what Slack documents, and a
+    /// challenge echoed back reads back the same.
+    fn check_accepted(body: &[u8]) {
+        match parse_events_request(body) {
+            Ok(EventsApiRequest::UrlVerification { challenge }) => {
+                let answer =
+                    serde_json::json!({ "type": "url_verification", "challenge": challenge });
+                assert_eq!(
+                    parse_events_request(answer.to_string().as_bytes()),
+                    Ok(EventsApiRequest::UrlVerification { challenge })
+                );
+            }
+            Ok(EventsApiRequest::EventCallback { event_id, event }) => {
+                assert!(
+                    !event_id.is_empty() && event_id.len() <= 255,
+                    "{event_id:?}"
+                );
+                match event {
+                    SlackEvent::AppHomeOpened { user, .. } => {
+                        assert_eq!(UserId::parse(user.as_ref()), Ok(user.clone()));
+                    }
+                    SlackEvent::Other { kind } => assert_ne!(kind, "app_home_opened"),
+                }
+            }
+            Ok(EventsApiRequest::Other { kind }) => {
+                assert!(
+                    kind != "url_verification" && kind != "event_callback",
+                    "{kind}"
+                );
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+
+    /// The fuzz target's seeds (`fuzz/seeds/events_api`).
+    const SEEDS: [&str; 7] = [
+        include_str!("../../../fuzz/seeds/events_api/seed-url-verification"),
+        include_str!("../../../fuzz/seeds/events_api/seed-app-home-opened"),
+        include_str!("../../../fuzz/seeds/events_api/seed-app-home-messages-tab"),
+        include_str!("../../../fuzz/seeds/events_api/seed-other-event"),
+        include_str!("../../../fuzz/seeds/events_api/seed-app-rate-limited"),
+        include_str!("../../../fuzz/seeds/events_api/seed-empty-event-id"),
+        include_str!("../../../fuzz/seeds/events_api/seed-escaped-challenge"),
+    ];
+
+    #[test]
+    fn every_seed_of_the_fuzz_target_holds_its_properties() {
+        for seed in SEEDS {
+            check_accepted(seed.as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_parsed_or_refused_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            check_accepted(&body);
+        }
+
+        #[test]
+        fn a_seed_with_a_byte_changed_or_cut_holds_its_properties(
+            seed in 0..SEEDS.len(),
+            at in 0usize..400,
+            byte in proptest::num::u8::ANY,
+            cut in proptest::bool::ANY,
+        ) {
+            let mut body = SEEDS[seed].as_bytes().to_vec();
+            let at = at % body.len().max(1);
+            if cut {
+                body.truncate(at);
+            } else if let Some(b) = body.get_mut(at) {
+                *b = byte;
+            }
+            check_accepted(&body);
+        }
+
+        #[test]
+        fn any_challenge_and_event_id_round_trip_or_are_refused(
+            challenge in ".{0,80}",
+            event_id in ".{0,300}",
+            user in "[UW][A-Z0-9]{0,40}",
+        ) {
+            let verification = serde_json::json!({ "type": "url_verification", "challenge": challenge });
+            prop_assert_eq!(
+                parse_events_request(verification.to_string().as_bytes()),
+                Ok(EventsApiRequest::UrlVerification { challenge: challenge.clone() })
+            );
+            let callback = serde_json::json!({
+                "type": "event_callback",
+                "event_id": event_id,
+                "event": { "type": "app_home_opened", "user": user, "tab": "home" }
+            });
+            let parsed = parse_events_request(callback.to_string().as_bytes());
+            let valid = !event_id.is_empty() && event_id.len() <= 255 && UserId::parse(&user).is_ok();
+            prop_assert_eq!(parsed.is_ok(), valid, "{:?}", parsed);
+            check_accepted(callback.to_string().as_bytes());
+        }
     }
 
     #[test]

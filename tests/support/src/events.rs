@@ -252,3 +252,104 @@ async fn free_port() -> u16 {
         .expect("bind a loopback port");
     listener.local_addr().expect("local address").port()
 }
+
+/// A tansu broker that keeps its data on disk (tansu's SQLite storage
+/// engine, `sqlite://…`, which needs tansu built with its `libsql`
+/// feature) and can be SIGKILLed and started again on the same port and
+/// data, as a broker pod would be. Killed on drop.
+#[derive(Debug)]
+pub struct DurableTansu {
+    binary: PathBuf,
+    /// Where its SQLite file lives (the broker runs there: tansu reads a
+    /// `sqlite://` URL's path relative to its working directory).
+    dir: PathBuf,
+    /// Where the broker listens (no proxy: the broker itself goes away).
+    pub addr: SocketAddr,
+    /// What clients should use as `bootstrap.servers`.
+    pub brokers: String,
+    child: Option<Child>,
+}
+
+impl DurableTansu {
+    /// Starts `binary` with its SQLite storage in `dir` on a free port.
+    pub async fn start(binary: &std::path::Path, dir: &std::path::Path) -> Self {
+        let port = free_port().await;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut broker = Self {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            addr,
+            brokers: addr.to_string(),
+            child: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    /// SIGKILL: the broker dies mid-request, keeping only what it wrote.
+    pub async fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the broker again on the same port and data, and waits until
+    /// it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill_hard().await;
+        let url = format!("tcp://{}", self.addr);
+        let child = Command::new(&self.binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(self.addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tansu did not listen on {} within 20 s",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates a uniquely named topic.
+    pub async fn create_topic(&self, partitions: i32) -> String {
+        create_topic(&self.brokers, partitions).await
+    }
+}
+
+/// How many records `topic`'s `partitions` hold on `brokers` (the sum of
+/// each partition's high minus low watermark), read without joining a
+/// group. Blocks for up to 10 s a partition: call it from
+/// `spawn_blocking`.
+pub fn record_count(brokers: &str, topic: &str, partitions: i32) -> Result<i64, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "coffeebuddy-test-watermarks")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut total = 0;
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|e| format!("partition {partition}: {e}"))?;
+        total += high - low;
+    }
+    Ok(total)
+}

@@ -9,11 +9,18 @@
 //! fakes Ory's JWKS and mints operator tokens, [`vault_fake`] stands in for
 //! Vault's Kubernetes login and KV v2 reads, [`lambda_fake`] stands in for
 //! the AWS Lambda Runtime API, and [`LogCapture`] collects log lines for
-//! assertions.
+//! assertions. [`driver`] plays Slack's side against any running
+//! CoffeeBuddy (tests, chaos, bench, demo and soak share it), and
+//! [`process`] runs the real binary as a child that can be killed, and
+//! [`ledger`] checks every Slack effect in the database against what the
+//! fake holds (nothing lost, nothing twice).
 
+pub mod driver;
 pub mod events;
 pub mod lambda_fake;
+pub mod ledger;
 pub mod ory;
+pub mod process;
 pub mod slack;
 pub mod slack_fake;
 pub mod vault_fake;

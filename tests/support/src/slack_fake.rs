@@ -25,6 +25,9 @@
 //! 2. [`SlackFake::rate_limit_every`]: every n-th Web API call is 429.
 //! 3. [`SlackFake::fail_next`]: scripted answers, one per call, in order.
 //! 4. [`SlackFake::fail_channel`]: posts and updates to one channel fail.
+//! 5. [`SlackFake::fail_one_in`]: a steady share of Web API calls is
+//!    answered 5xx (half of them after doing the work, as a Slack that
+//!    failed while answering).
 //!
 //! Then the model does the work, and [`SlackFake::set_latency`],
 //! [`SlackFake::set_method_latency`] and [`FakeResponse::DoneButLate`] hold
@@ -61,6 +64,10 @@ pub struct RecordedCall {
     pub content_type: Option<String>,
     /// When it arrived.
     pub at: Instant,
+    /// The HTTP status a fault answered it with (503 while down, 429 rate
+    /// limited, a scripted or failing-channel status, an error-rate 5xx);
+    /// `None` when the model answered (however late).
+    pub fault: Option<u16>,
 }
 
 /// A scripted answer for the next call to one method.
@@ -99,6 +106,14 @@ struct Faults {
     rate_limit: Option<(usize, u64)>,
     /// Web API calls since `rate_limit` was set.
     web_calls: usize,
+    /// `(n, status)`: one Web API call in `n`, drawn at random, is
+    /// answered `status`.
+    error_rate: Option<(u32, u16)>,
+    /// The xorshift state drawing those calls (seeded, so a run can be
+    /// repeated).
+    rng: u64,
+    /// Calls answered with an error-rate fault after doing the work.
+    done_then_failed: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +306,60 @@ impl SlackFake {
         faults.rate_limit = (n > 0).then_some((n, retry_after_secs));
         faults.web_calls = 0;
     }
+
+    /// From now on one Web API call in `n`, drawn at random from `seed`,
+    /// is answered HTTP `status`. Every other such call fails before doing
+    /// anything; the rest do the work first and then fail (Slack posted,
+    /// but its answer was an error: the in-doubt case a client must not
+    /// repeat blindly). `n = 0` turns it off.
+    pub fn fail_one_in(&self, n: u32, status: u16, seed: u64) {
+        let mut faults = self.lock();
+        faults.error_rate = (n > 0).then_some((n, status));
+        // xorshift must not start at zero.
+        faults.rng = seed | 1;
+    }
+
+    /// How many calls [`Self::fail_one_in`] answered with an error after
+    /// the work was done.
+    pub fn done_then_failed(&self) -> usize {
+        self.lock().done_then_failed
+    }
+}
+
+/// What the error rate decided for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injected {
+    /// Answer this status at once; do nothing.
+    Before(u16),
+    /// Do the work, then answer this status.
+    After(u16),
+}
+
+impl Faults {
+    /// Draws whether this call fails under [`SlackFake::fail_one_in`].
+    fn draw_error(&mut self) -> Option<Injected> {
+        let (n, status) = self.error_rate?;
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        if !x.is_multiple_of(u64::from(n)) {
+            return None;
+        }
+        Some(if (x >> 32).is_multiple_of(2) {
+            Injected::Before(status)
+        } else {
+            Injected::After(status)
+        })
+    }
+
+    /// Marks the call just recorded as answered by a fault.
+    fn faulted(&mut self, code: u16) {
+        if let Some(call) = self.calls.last_mut() {
+            call.fault = Some(code);
+        }
+    }
 }
 
 fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -327,6 +396,7 @@ fn record_call(method: String, headers: &HeaderMap, body: &[u8]) -> RecordedCall
         content_type,
         method,
         at: Instant::now(),
+        fault: None,
     }
 }
 
@@ -380,16 +450,18 @@ async fn web_api(
     body: Bytes,
 ) -> Response {
     let call = record_call(method, &headers, &body);
-    let (scripted, latency) = {
+    let (scripted, latency, fail_after) = {
         let mut faults = shared.lock();
         faults.calls.push(call.clone());
         if faults.down {
+            faults.faulted(503);
             return status(503, "Slack fake is down");
         }
         faults.web_calls = faults.web_calls.saturating_add(1);
         if let Some((n, retry_after)) = faults.rate_limit
             && faults.web_calls % n == 0
         {
+            faults.faulted(429);
             return rate_limited(retry_after);
         }
         let scripted = faults
@@ -398,6 +470,10 @@ async fn web_api(
             .and_then(VecDeque::pop_front)
             .map(script);
         if let Some(Script::Answer(response)) = scripted {
+            let code = response.status().as_u16();
+            if code != 200 {
+                faults.faulted(code);
+            }
             return response;
         }
         if CHANNEL_WRITES.contains(&call.method.as_str())
@@ -410,15 +486,28 @@ async fn web_api(
                     .then(|| faults.failing_channels.get(&dm))
                     .flatten()
             }) {
-                return status(*code, "channel failing (fail_channel)");
+                let code = *code;
+                faults.faulted(code);
+                return status(code, "channel failing (fail_channel)");
             }
         }
+        let fail_after = match faults.draw_error() {
+            Some(Injected::Before(code)) => {
+                faults.faulted(code);
+                return status(code, "injected error (fail_one_in)");
+            }
+            Some(Injected::After(code)) => {
+                faults.faulted(code);
+                Some(code)
+            }
+            None => None,
+        };
         let latency = faults
             .method_latency
             .get(&call.method)
             .copied()
             .or(faults.latency);
-        (scripted, latency)
+        (scripted, latency, fail_after)
     };
     let mut hold_back = latency.unwrap_or_default();
     match scripted {
@@ -439,6 +528,10 @@ async fn web_api(
     if !hold_back.is_zero() {
         tokio::time::sleep(hold_back).await;
     }
+    if let Some(code) = fail_after {
+        shared.lock().done_then_failed += 1;
+        return status(code, "injected error after the work (fail_one_in)");
+    }
     axum::Json(answer.body).into_response()
 }
 
@@ -453,13 +546,20 @@ async fn response_url(
         let mut faults = shared.lock();
         faults.calls.push(call.clone());
         if faults.down {
+            faults.faulted(503);
             return status(503, "Slack fake is down");
         }
-        faults
+        let scripted = faults
             .scripted
             .get_mut(&call.method)
             .and_then(VecDeque::pop_front)
-            .map(script)
+            .map(script);
+        if let Some(Script::Answer(response)) = &scripted
+            && response.status() != StatusCode::OK
+        {
+            faults.faulted(response.status().as_u16());
+        }
+        scripted
     };
     let mut hold_back = Duration::ZERO;
     match scripted {
@@ -755,6 +855,36 @@ mod tests {
         )
         .await;
         assert!(started.elapsed() < Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn one_call_in_n_fails_some_before_and_some_after_the_work_and_is_marked() {
+        let fake = SlackFake::start().await;
+        fake.fail_one_in(4, 500, 7);
+        let http = reqwest::Client::new();
+        let mut failed = 0;
+        for i in 0..400 {
+            let status = http
+                .post(format!("{}/chat.postMessage", fake.base_url()))
+                .bearer_auth("xoxb-1")
+                .json(&json!({ "channel": "C1", "text": format!("m{i}") }))
+                .send()
+                .await
+                .expect("post")
+                .status();
+            if status == 500 {
+                failed += 1;
+            }
+        }
+        let marked = fake.calls().iter().filter(|c| c.fault == Some(500)).count();
+        assert_eq!(marked, failed);
+        assert!((50..150).contains(&failed), "{failed} of 400 failed");
+        let after = fake.done_then_failed();
+        assert!(
+            after > 0 && after < failed,
+            "{after} of {failed} after the work"
+        );
+        assert_eq!(fake.messages("C1").len(), 400 - (failed - after));
     }
 
     #[tokio::test]

@@ -8,10 +8,11 @@ use coffeebuddy_shared::clock::{ManualClock, SystemClock};
 use coffeebuddy_shared::runtime::{self, Context};
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_shared::slack::client::RetryPolicy;
+use coffeebuddy_test_support::driver;
 use coffeebuddy_test_support::slack::signed_form;
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use coffeebuddy_test_support::{SIGNING_SECRET, TestServer, database_url, spawn};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -65,9 +66,6 @@ impl Drop for AbortOnDrop {
 
 /// How `/coffee-admin` acks a change it must first check with Slack.
 pub(crate) const ADMIN_CHECKING: &str = "Checking that you may change CoffeeBuddy here";
-
-/// The fixed team of every test payload.
-pub(crate) const TEAM: &str = "T0TEAM";
 
 impl CoffeeApp {
     /// Starts `local` on `pool` with a fresh Slack fake.
@@ -211,24 +209,13 @@ impl CoffeeApp {
         text: &str,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let body = serde_urlencoded::to_string([
-            ("token", "legacy-unused"),
-            ("team_id", TEAM),
-            ("team_domain", "acme"),
-            ("channel_id", channel),
-            ("channel_name", "coffee"),
-            ("user_id", user),
-            ("user_name", user),
-            ("command", "/coffee"),
-            ("text", text),
-            ("api_app_id", "A0APP"),
-            (
-                "response_url",
-                &self.slack.response_url(&format!("cmd-{user}")),
-            ),
-            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
-        ])
-        .unwrap();
+        let body = driver::command_form(
+            "/coffee",
+            channel,
+            user,
+            text,
+            &self.slack.response_url(&format!("cmd-{user}")),
+        );
         let mut request = self.signed("/slack/commands", &body);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -240,19 +227,13 @@ impl CoffeeApp {
 
     /// The form Slack posts for `/coffee-admin <text>` by `user` in `channel`.
     fn admin_body(&self, channel: &str, user: &str, text: &str) -> String {
-        serde_urlencoded::to_string([
-            ("team_id", TEAM),
-            ("channel_id", channel),
-            ("user_id", user),
-            ("command", "/coffee-admin"),
-            ("text", text),
-            (
-                "response_url",
-                &self.slack.response_url(&format!("admin-{user}")),
-            ),
-            ("trigger_id", "13345224609.738474920.8088930838d88f008e1"),
-        ])
-        .unwrap()
+        driver::command_form(
+            "/coffee-admin",
+            channel,
+            user,
+            text,
+            &self.slack.response_url(&format!("admin-{user}")),
+        )
     }
 
     /// A PingSource tick delivered to `local`'s `POST /`.
@@ -325,25 +306,8 @@ impl CoffeeApp {
     }
 
     fn button_payload(&self, channel: &str, user: &str, action_id: &str, run_id: Uuid) -> Value {
-        json!({
-            "type": "block_actions",
-            "team": { "id": TEAM, "domain": "acme" },
-            "user": { "id": user, "username": user, "team_id": TEAM },
-            "api_app_id": "A0APP",
-            "trigger_id": format!("trigger-{user}-{action_id}"),
-            "channel": { "id": channel, "name": "coffee" },
-            "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": channel },
-            "message": { "type": "message", "ts": "1700000000.000100", "text": "coffee run" },
-            "response_url": self.slack.response_url(&format!("{action_id}-{user}")),
-            "actions": [{
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "run_actions",
-                "value": run_id.to_string(),
-                "text": { "type": "plain_text", "text": "button" },
-                "action_ts": "1700000001.000200"
-            }]
-        })
+        let response_url = self.slack.response_url(&format!("{action_id}-{user}"));
+        driver::button_payload(channel, user, action_id, run_id, &response_url)
     }
 
     /// `user` clicks **Order** on the run message.
@@ -388,28 +352,8 @@ impl CoffeeApp {
         text: &str,
         options: &[&str],
     ) -> reqwest::Response {
-        let selected: Vec<Value> = options
-            .iter()
-            .map(|o| json!({ "value": o, "text": { "type": "plain_text", "text": o } }))
-            .collect();
-        self.interact(json!({
-            "type": "view_submission",
-            "team": { "id": TEAM, "domain": "acme" },
-            "user": { "id": user, "username": user, "team_id": TEAM },
-            "api_app_id": "A0APP",
-            "trigger_id": format!("trigger-{user}-submit"),
-            "view": {
-                "id": "V0MODAL",
-                "type": "modal",
-                "callback_id": blocks::ORDER_MODAL_CALLBACK,
-                "private_metadata": run_id.to_string(),
-                "state": { "values": {
-                    blocks::ORDER_BLOCK: { blocks::ORDER_INPUT: { "type": "plain_text_input", "value": text } },
-                    blocks::OPTIONS_BLOCK: { blocks::OPTIONS_INPUT: { "type": "checkboxes", "selected_options": selected } }
-                } }
-            }
-        }))
-        .await
+        self.interact(driver::order_submission(user, run_id, text, options))
+            .await
     }
 
     /// The open run of `channel`, read from the buttons of the run message
@@ -450,21 +394,7 @@ impl CoffeeApp {
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// The `value` of the button with `action_id` anywhere in a message's blocks.
-pub(crate) fn button_value(message: &Value, action_id: &str) -> Option<String> {
-    fn walk(v: &Value, action_id: &str) -> Option<String> {
-        match v {
-            Value::Object(map) => {
-                if map.get("action_id").and_then(Value::as_str) == Some(action_id) {
-                    return map.get("value").and_then(Value::as_str).map(str::to_owned);
-                }
-                map.values().find_map(|v| walk(v, action_id))
-            }
-            Value::Array(items) => items.iter().find_map(|v| walk(v, action_id)),
-            _ => None,
-        }
-    }
-    walk(&message["blocks"], action_id)
-}
+pub(crate) use coffeebuddy_test_support::driver::button_value;
 
 /// The labels of every button in a message.
 pub(crate) fn button_labels(message: &Value) -> Vec<String> {

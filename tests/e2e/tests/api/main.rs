@@ -5,6 +5,7 @@
 // Each module is one capability, tested the way a user or operator meets it.
 mod admin; // /coffee-admin: permissions, audit, reset, retention
 mod admin_api; // the operators' REST API: config, bounds, audit, events
+mod chaos; // faults in the real parts mid-traffic: Slack 429s and 5xx, Postgres cut off
 mod coffee_run; // /coffee → orders → close → runner, summary, DMs
 mod correlation; // correlation ids in responses and log lines
 mod effects; // Slack effects when Slack misbehaves: never lost, never twice, never in the way
