@@ -390,8 +390,11 @@ impl CoffeeApp {
     }
 }
 
-/// How long a test waits for asynchronous effects (events, Slack calls).
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits for asynchronous effects (events, Slack calls):
+/// a deadline, not a speed target. They usually take milliseconds; a CI
+/// machine running two dozen test processes on two cores (once also a soak
+/// beside them) has taken over 10 s for a run message refresh.
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// The `value` of the button with `action_id` anywhere in a message's blocks.
 pub(crate) use coffeebuddy_test_support::driver::button_value;
