@@ -34,19 +34,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_test_support::driver::{Answer, SlackDriver, button_value};
+use coffeebuddy_test_support::measure::percentile;
 use coffeebuddy_test_support::ory::{JwksFake, TestKey};
+use coffeebuddy_test_support::process::proc_status_kib;
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use uuid::Uuid;
 
 const SECRET: &str = "bench-signing-secret";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
@@ -54,15 +48,7 @@ fn ms(d: Duration) -> String {
 
 /// A `/proc/<pid>/status` memory line (`VmHWM`, `VmRSS`) in MiB.
 fn status_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    proc_status_kib(pid, field).map(|kib| kib as f64 / 1024.0)
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {

@@ -39,6 +39,7 @@ use anyhow::{Context as _, bail};
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_test_support::driver::{Answer, SlackDriver, run_of_message};
 use coffeebuddy_test_support::ledger::audit_posts;
+use coffeebuddy_test_support::measure::percentile;
 use coffeebuddy_test_support::process::{AppProcess, sibling_binary};
 use coffeebuddy_test_support::slack_fake::SlackFake;
 use sqlx::PgPool;
@@ -427,14 +428,6 @@ fn unexpected(kind: Kind, action: &Action, answer: &Answer) -> Option<String> {
             shown
         }
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {

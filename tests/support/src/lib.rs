@@ -19,6 +19,7 @@ pub mod driver;
 pub mod events;
 pub mod lambda_fake;
 pub mod ledger;
+pub mod measure;
 pub mod ory;
 pub mod process;
 pub mod slack;
