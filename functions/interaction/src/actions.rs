@@ -97,11 +97,6 @@ async fn tell_in(
     ctx.record_effect(conn, &effect).await
 }
 
-/// The run's channel as a Slack id (only our own writes put it there).
-fn channel_of(run: &runs::Run) -> Option<ChannelId> {
-    ChannelId::parse(&run.channel_id).ok()
-}
-
 fn run_id_of(value: Option<&str>) -> Option<Uuid> {
     value.and_then(|v| Uuid::parse_str(v).ok())
 }
@@ -119,7 +114,7 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
             tell(
                 ctx,
                 &action,
-                channel_of(&run),
+                Some(run.channel_id.clone()),
                 "This coffee run is closed; orders can no longer be placed or changed.",
             )
             .await?;
@@ -151,7 +146,7 @@ async fn open_order_modal(ctx: &Context, action: BlockAction) -> Result<Response
         tell(
             ctx,
             &action,
-            channel_of(&run),
+            Some(run.channel_id.clone()),
             "Sorry, the order form could not be opened. Please click *Order* again.",
         )
         .await?;

@@ -58,13 +58,12 @@ pub async fn request_close(
     let Some(run) = runs::lock(&mut *conn, run_id).await? else {
         return Ok(CloseRequest::Gone);
     };
-    let channel_id = ChannelId::parse(&run.channel_id)
-        .map_err(|e| sqlx::Error::Decode(format!("stored channel id: {e}").into()))?;
+    let channel_id = run.channel_id.clone();
     if run.status != runs::RunStatus::Open {
         return Ok(CloseRequest::NotOpen { channel_id });
     }
     let named_admin = run.initiator_id != user.as_ref()
-        && channels::is_channel_admin(&mut *conn, &run.channel_id, user.as_ref()).await?;
+        && channels::is_channel_admin(&mut *conn, run.channel_id.as_ref(), user.as_ref()).await?;
     let authorized = closes_at_once(&run.initiator_id, user, named_admin);
     if authorized {
         // Cannot miss: the run is locked and open.
@@ -76,7 +75,7 @@ pub async fn request_close(
     };
     let data = RunCloseRequested {
         run_id,
-        channel_id: run.channel_id.clone(),
+        channel_id: run.channel_id.to_string(),
         requested_by: user.to_string(),
         authorized,
         response,
@@ -158,13 +157,8 @@ pub async fn decide(
     if run.status != runs::RunStatus::Closing {
         return Ok(Closed::NotClosing); // already decided by an earlier delivery
     }
-    let Ok(channel_id) = ChannelId::parse(&run.channel_id) else {
-        // Only our own writes put channel ids there; a broken row must not
-        // wedge the channel: cancel it.
-        runs::cancel(&mut *conn, run_id, now).await?;
-        return Ok(Closed::Cancelled);
-    };
-    let standings = orders::standings(&mut *conn, run_id, &run.channel_id).await?;
+    let channel_id = run.channel_id.clone();
+    let standings = orders::standings(&mut *conn, run_id, run.channel_id.as_ref()).await?;
     let candidates: Vec<Candidate> = standings
         .iter()
         .filter_map(|s| {
@@ -176,14 +170,15 @@ pub async fn decide(
             })
         })
         .collect();
-    let previous = runs::previous_runner(&mut *conn, &run.channel_id, run_id)
+    let previous = runs::previous_runner(&mut *conn, run.channel_id.as_ref(), run_id)
         .await?
         .and_then(|p| UserId::parse(&p).ok());
     let pick = select_runner(&candidates, previous.as_ref(), run_id);
     let closed = match &pick {
         Some(pick) => {
             let runner = &pick.runner;
-            orders::record_served(&mut *conn, &run.channel_id, runner.as_ref(), now).await?;
+            orders::record_served(&mut *conn, run.channel_id.as_ref(), runner.as_ref(), now)
+                .await?;
             // "Why you" comes from the very decision (DESIGN §1.12).
             runs::record_runner_why(&mut *conn, run_id, &pick.why.line(runner)).await?;
             runs::close(&mut *conn, run_id, runner.as_ref(), now).await?
@@ -193,7 +188,7 @@ pub async fn decide(
     let runner = pick.map(|p| p.runner);
     let data = RunClosed {
         run_id,
-        channel_id: closed.channel_id.clone(),
+        channel_id: closed.channel_id.to_string(),
         runner_id: closed.runner_id.clone(),
         cancelled: closed.status == runs::RunStatus::Cancelled,
     };

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::{orders, runs};
-use crate::domain::ids::{ChannelId, UserId};
+use crate::domain::ids::UserId;
 use crate::domain::order::OrderText;
 use crate::effects::{self, Effect};
 use crate::events::{self, NewEvent, OrderChanged, OrderPlaced, OrderUpdated};
@@ -56,7 +56,7 @@ pub async fn place_order(
     orders::save_preferences(&mut *conn, user, usual, ordering.runner_again).await?;
     let data = OrderChanged {
         run_id,
-        channel_id: run.channel_id.clone(),
+        channel_id: run.channel_id.to_string(),
         user_id: user.to_owned(),
     };
     let subject = Some(run_id.to_string());
@@ -67,9 +67,10 @@ pub async fn place_order(
         }
     };
     events::enqueue(&mut *conn, event_source, event).await?;
-    if let Ok(channel_id) = ChannelId::parse(&run.channel_id) {
-        let refresh = Effect::UpdateRunMessage { run_id, channel_id };
-        effects::enqueue(&mut *conn, now, &refresh).await?;
-    }
+    let refresh = Effect::UpdateRunMessage {
+        run_id,
+        channel_id: run.channel_id,
+    };
+    effects::enqueue(&mut *conn, now, &refresh).await?;
     Ok(Placed::Saved(change))
 }

@@ -55,15 +55,22 @@ pub async fn schedule_reminder(
             "the run has no runner or no pickup time",
         ));
     };
-    let Some(channel) = channels::find(&mut *conn, &run.channel_id)
+    let Some(channel) = channels::find(&mut *conn, run.channel_id.as_ref())
         .await?
         .filter(|c| c.reminders_enabled)
     else {
         return Ok(Scheduled::NotNeeded("the channel has reminders disabled"));
     };
     let due_at = reminder::due_at(pickup, channel.reminder_offset_minutes);
-    let inserted =
-        reminders::schedule(&mut *conn, run_id, &run.channel_id, &runner, due_at, now).await?;
+    let inserted = reminders::schedule(
+        &mut *conn,
+        run_id,
+        run.channel_id.as_ref(),
+        &runner,
+        due_at,
+        now,
+    )
+    .await?;
     Ok(Scheduled::Due {
         due_at,
         inserted,

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use crate::db::{channels, orders, runs};
 use crate::domain::command::Pickup;
-use crate::domain::ids::{ChannelId, UserId};
+use crate::domain::ids::UserId;
 use crate::events::HandleEventError;
 use crate::slack::blocks::{OrderLine, RunState, RunView};
 
@@ -32,7 +32,7 @@ impl From<LoadRunViewError> for HandleEventError {
 /// Builds the view of `run` with its current active orders, pickup shown in
 /// the channel's time zone.
 pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, LoadRunViewError> {
-    let tz = channels::find(&mut *conn, &run.channel_id)
+    let tz = channels::find(&mut *conn, run.channel_id.as_ref())
         .await?
         .map_or(chrono_tz::UTC, |c| c.timezone);
     let orders = orders::active(&mut *conn, run.run_id).await?;
@@ -44,7 +44,7 @@ pub async fn load(conn: &mut PgConnection, run: &runs::Run) -> Result<RunView, L
             .auto_close_at
             .map(|at| Pickup::from_stored(at).display_in(tz)),
         run_id: run.run_id,
-        channel_id: ChannelId::parse(&run.channel_id).map_err(|_| malformed("channel"))?,
+        channel_id: run.channel_id.clone(),
         initiator: UserId::parse(&run.initiator_id).map_err(|_| malformed("initiator"))?,
         pickup: run
             .pickup_at

@@ -96,7 +96,7 @@ pub async fn start_run(
     };
     let created = RunCreated {
         run_id: run.run_id,
-        channel_id: run.channel_id.clone(),
+        channel_id: run.channel_id.to_string(),
     };
     let event = NewEvent::new(&run.channel_id, Some(run.run_id.to_string()), &created);
     events::enqueue(conn, event_source, event).await?;

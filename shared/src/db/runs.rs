@@ -75,8 +75,8 @@ impl<'r> Decode<'r, Postgres> for RunStatus {
 pub struct Run {
     /// Its id (also the value of its buttons).
     pub run_id: Uuid,
-    /// The channel it runs in.
-    pub channel_id: String,
+    /// The channel it runs in (checked to be a Slack id when read).
+    pub channel_id: ChannelId,
     /// The workspace.
     pub team_id: Option<String>,
     /// Who typed `/coffee`.

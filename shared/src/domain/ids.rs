@@ -73,6 +73,12 @@ macro_rules! slack_id {
             }
         }
 
+        impl From<&$name> for String {
+            fn from(id: &$name) -> String {
+                id.0.clone()
+            }
+        }
+
         // Stored as `text`; read back only if it still has the shape, so
         // a row written by hand (or by a bug) cannot smuggle a malformed
         // id past the type.
