@@ -32,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use coffeebuddy_shared::runtime::START_SWEEP_DELAY;
 use coffeebuddy_shared::slack::blocks;
 use coffeebuddy_test_support::driver::{Answer, SlackDriver, button_value};
 use coffeebuddy_test_support::measure::percentile;
@@ -123,8 +124,10 @@ fn cold_starts(
             times.push(elapsed);
         }
         if run == runs {
-            // Idle: what a replica holds between requests.
-            std::thread::sleep(Duration::from_millis(500));
+            // Idle: what a replica holds between requests, once the work
+            // deferred past the first requests (the first sweeps, the TLS
+            // roots) is done.
+            std::thread::sleep(START_SWEEP_DELAY + Duration::from_secs(1));
             idle_rss = status_mib(child.id(), "VmRSS:");
         }
         let _ = Command::new("kill")

@@ -15,6 +15,8 @@
 //! - [`secrets`]: the secrets from Vault (Kubernetes auth, KV v2),
 //!   read once at start when `VAULT_ADDR` is set.
 //! - [`auth`]: Ory JWT verification for the operators' admin API.
+//! - [`http_client`]: the one HTTPS client for calls out (Slack, Ory),
+//!   built on first use so a cold start never waits for it.
 //! - [`slack`]: request signatures, payloads, Block Kit and the Web API client.
 //! - [`clock`]: time as an injectable dependency.
 //! - [`domain`]: pure rules (ids, text, and the coffee-run rules).
@@ -32,6 +34,7 @@ pub mod db;
 pub mod domain;
 pub mod effects;
 pub mod events;
+pub mod http_client;
 pub mod probe;
 pub mod runtime;
 pub mod secrets;

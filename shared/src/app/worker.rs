@@ -248,12 +248,22 @@ impl EffectWorker {
         }
     }
 
-    /// Starts the background loop: drains on every [`notify`](Self::notify),
-    /// and when the next effect falls due (at least every
+    /// Starts the background loop: a first drain after `first_pass_after`
+    /// (or at the first [`notify`](Self::notify), if sooner), then one on
+    /// every notify and when the next effect falls due (at least every
     /// [`WorkerPolicy::idle_poll`]). Runs until the handle is aborted.
-    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+    ///
+    /// As with the outbox relay, the delay only postpones the pass for what
+    /// an earlier process left: effects a handler writes wake it at once.
+    pub fn spawn(&self, first_pass_after: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move { this.background().await })
+        tokio::spawn(async move {
+            tokio::select! {
+                () = this.wake.notified() => {}
+                () = tokio::time::sleep(first_pass_after) => {}
+            }
+            this.background().await;
+        })
     }
 
     async fn background(self) {

@@ -348,7 +348,6 @@ struct Inner {
     issuer: String,
     audience: String,
     jwks_url: String,
-    http: reqwest::Client,
     refetch_interval: Duration,
     cache_ttl: Duration,
     timeout: Duration,
@@ -402,19 +401,11 @@ impl OryVerifier {
         cache_ttl: Duration,
         timeout: Duration,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            // Only fails when the TLS backend cannot initialise, which is a
-            // broken build rather than a runtime condition.
-            .expect("the HTTP client (TLS backend) initialises");
         Self {
             inner: Arc::new(Inner {
                 issuer: settings.issuer_url.clone(),
                 audience: settings.audience.clone(),
                 jwks_url: settings.jwks_url.clone(),
-                http,
                 refetch_interval,
                 cache_ttl,
                 timeout,
@@ -557,10 +548,9 @@ impl OryVerifier {
     async fn fetch(&self) -> Result<HashMap<String, VerifyKey>, String> {
         // `without_url`: the URL is configuration, not a secret, but it has
         // no business in a readiness answer anyone on the network can read.
-        let response = self
-            .inner
-            .http
+        let response = crate::http_client::client()?
             .get(&self.inner.jwks_url)
+            .timeout(self.inner.timeout)
             .header(header::ACCEPT, "application/json")
             .send()
             .await

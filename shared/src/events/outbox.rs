@@ -424,14 +424,26 @@ impl Outbox {
         Ok((batch, n))
     }
 
-    /// Starts the background relay: a pass at once, then one on every
-    /// [`notify`](Self::notify) and every [`SWEEP_INTERVAL`] anyway. Failures
-    /// are logged and retried with exponential backoff up to
-    /// [`MAX_RELAY_BACKOFF`]. The loop runs until the handle is aborted; a
-    /// panicking sink is contained to the pass it happened in.
-    pub fn spawn_relay(&self) -> tokio::task::JoinHandle<()> {
+    /// Starts the background relay: a first pass after `first_sweep_after`
+    /// (or at the first [`notify`](Self::notify), if sooner), then one on
+    /// every notify and every [`SWEEP_INTERVAL`] anyway. Failures are logged
+    /// and retried with exponential backoff up to [`MAX_RELAY_BACKOFF`]. The
+    /// loop runs until the handle is aborted; a panicking sink is contained
+    /// to the pass it happened in.
+    ///
+    /// The first pass picks up what an earlier process left; a function
+    /// just woken from zero delays it so that the request that woke it
+    /// comes first (`runtime::START_SWEEP_DELAY`), while the events that
+    /// request commits still go at once.
+    pub fn spawn_relay(&self, first_sweep_after: Duration) -> tokio::task::JoinHandle<()> {
         let outbox = self.clone();
-        tokio::spawn(async move { outbox.relay().await })
+        tokio::spawn(async move {
+            tokio::select! {
+                () = outbox.wake.notified() => {}
+                () = tokio::time::sleep(first_sweep_after) => {}
+            }
+            outbox.relay().await;
+        })
     }
 
     async fn relay(self) {
@@ -837,7 +849,7 @@ mod tests {
         // Arrange
         let sink = Arc::new(RecordingSink::default());
         let outbox = Outbox::new(pool.clone(), sink.clone());
-        let relay = outbox.spawn_relay();
+        let relay = outbox.spawn_relay(Duration::ZERO);
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Act
@@ -851,5 +863,58 @@ mod tests {
         }
         relay.abort();
         assert_eq!(sink.ids(), vec![ids[0].to_string()]);
+    }
+
+    /// Polls until the sink has seen something, for at most `limit`.
+    async fn wait_for_publication(sink: &RecordingSink, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while sink.ids().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn a_delayed_first_sweep_leaves_old_events_until_then_but_a_notify_goes_at_once(
+        pool: PgPool,
+    ) {
+        // Arrange: an event an earlier process left behind.
+        let sink = Arc::new(RecordingSink::default());
+        let outbox = Outbox::new(pool.clone(), sink.clone());
+        let left = enqueue_committed(&pool, vec![run_created("C1")]).await;
+
+        // Act: a relay whose first sweep is far off.
+        let relay = outbox.spawn_relay(Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let untouched = sink.ids();
+        // A handler commits and wakes it.
+        let fresh = enqueue_committed(&pool, vec![run_created("C2")]).await;
+        outbox.notify();
+        wait_for_publication(&sink, Duration::from_secs(5)).await;
+        relay.abort();
+
+        // Assert: nothing before the wake; then the pass it started
+        // published both, long before the 30 s were up.
+        assert!(untouched.is_empty(), "swept early: {untouched:?}");
+        let mut published = sink.ids();
+        published.sort();
+        let mut expected = vec![left[0].to_string(), fresh[0].to_string()];
+        expected.sort();
+        assert_eq!(published, expected);
+    }
+
+    #[sqlx::test(migrator = "crate::db::MIGRATOR")]
+    async fn a_delayed_first_sweep_still_publishes_what_was_left_without_any_notify(pool: PgPool) {
+        // Arrange
+        let sink = Arc::new(RecordingSink::default());
+        let outbox = Outbox::new(pool.clone(), sink.clone());
+        let left = enqueue_committed(&pool, vec![run_created("C3")]).await;
+
+        // Act
+        let relay = outbox.spawn_relay(Duration::from_millis(200));
+        wait_for_publication(&sink, Duration::from_secs(5)).await;
+        relay.abort();
+
+        // Assert: well before the periodic sweep (5 s) would have run.
+        assert_eq!(sink.ids(), vec![left[0].to_string()]);
     }
 }

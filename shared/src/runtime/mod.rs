@@ -53,6 +53,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// letting Kubernetes restart it).
 pub const DATABASE_START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long after start the background work that is not the first
+/// request's waits: the outbox relay's and the effect worker's first sweep
+/// for what an earlier process left, and loading the HTTPS client's root
+/// certificates. A function woken from zero serves the request that woke it
+/// (and Knative's readiness checks) first, with the CPU and the pooled
+/// database connection to itself; the events and effects that request
+/// commits still go at once, since they wake the relay and the worker.
+/// Nothing waits on the sweep in the meantime: leftovers are at least this
+/// late, and the ping tick's sweep catches them anyway.
+pub const START_SWEEP_DELAY: Duration = Duration::from_millis(500);
+
 /// What a function hands to the runtime: its routes and extra probes.
 #[derive(Debug)]
 pub struct Service {
@@ -438,8 +449,9 @@ where
         result?;
         // Lambda freezes the process between invocations: the worker runs
         // while one is in flight, and the scheduled ping drains the rest.
-        let relay = ctx.outbox.spawn_relay();
-        let worker = effects.spawn();
+        let relay = ctx.outbox.spawn_relay(START_SWEEP_DELAY);
+        let worker = effects.spawn(START_SWEEP_DELAY);
+        crate::http_client::warm_after(START_SWEEP_DELAY);
         let served = lambda::serve(app).await;
         relay.abort();
         worker.abort();
@@ -456,8 +468,9 @@ where
     result?;
     // Publishes what handlers commit, and anything an earlier process left;
     // carries out their Slack effects.
-    let relay = ctx.outbox.spawn_relay();
-    let worker = effects.spawn();
+    let relay = ctx.outbox.spawn_relay(START_SWEEP_DELAY);
+    let worker = effects.spawn(START_SWEEP_DELAY);
+    crate::http_client::warm_after(START_SWEEP_DELAY);
     tracing::info!(
         addr = %local,
         startup_ms = ms(started.elapsed()),

@@ -275,7 +275,6 @@ impl SlackUser {
 /// A Slack Web API client. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct SlackClient {
-    http: reqwest::Client,
     base_url: String,
     token: SecretString,
     retry: RetryPolicy,
@@ -327,15 +326,10 @@ enum Expect {
 impl SlackClient {
     /// A client for the Web API at `settings.api_base_url`, authorised with
     /// `settings.bot_token`, using the default [`RetryPolicy`].
+    /// Builds nothing: the HTTP client is the process's shared one
+    /// ([`crate::http_client`]), built on first use.
     pub fn new(settings: &SlackSettings) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            // Only fails when the TLS backend cannot initialise, which is a
-            // broken build rather than a runtime condition.
-            .expect("the HTTP client (TLS backend) initialises");
         Self {
-            http,
             base_url: settings.api_base_url.trim_end_matches('/').to_owned(),
             token: settings.bot_token.clone(),
             retry: RetryPolicy::default(),
@@ -661,7 +655,12 @@ impl SlackClient {
         expect: Expect,
         policy: RetryPolicy,
     ) -> Result<Reply, SlackApiError> {
-        let mut request = self.http.post(url).timeout(policy.timeout);
+        let http = crate::http_client::client().map_err(|reason| SlackApiError::Transport {
+            method: method.to_owned(),
+            message: reason.to_owned(),
+            maybe_sent: false,
+        })?;
+        let mut request = http.post(url).timeout(policy.timeout);
         if auth == Auth::Bot {
             // `bearer_auth` marks the header sensitive, so reqwest and hyper
             // never print it either.

@@ -132,8 +132,8 @@ impl CoffeeApp {
         let ctx = Context { effects, ..ctx };
         let service = coffeebuddy_local::service(ctx.clone()).expect("local service builds");
         let server = spawn(runtime::assemble(&ctx, service)).await;
-        let relay = AbortOnDrop(ctx.outbox.spawn_relay());
-        let worker = AbortOnDrop(ctx.effects.spawn());
+        let relay = AbortOnDrop(ctx.outbox.spawn_relay(Duration::ZERO));
+        let worker = AbortOnDrop(ctx.effects.spawn(Duration::ZERO));
         Self {
             server,
             ctx,
