@@ -27,6 +27,9 @@
 # debian:bookworm-slim base (not measured here; README, "Deployment").
 # Debian slim rather than distroless: the compose healthchecks need bash
 # (they probe /health/ready through /dev/tcp, no curl in the image).
+# Another RUNTIME_IMAGE needs glibc >= 2.36 (the binaries use packed
+# relative relocations, scripts/lib/release.env) and the build image's
+# glibc no newer than the runtime's.
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
@@ -38,14 +41,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# Every binary at once, like scripts/bench: a whole-workspace build keeps the
-# feature set the tests ran with, and this stage is then cached and shared by
-# the seven images (only the last stage depends on FUNCTION). The release
+# Every binary in this one stage, cached and shared by the seven images (only
+# the last stage depends on FUNCTION), built as scripts/lib/release.env says
+# (and scripts/bench measures): the five functions as their own packages, then
+# the laptop stack's two, with packed relative relocations. The release
 # profile (root Cargo.toml) decides optimisation and stripping.
 # Queries are checked by tests, not at compile time: no database needed here.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --workspace --bins \
+    . scripts/lib/release.env \
+ && export RUSTFLAGS="$RELEASE_RUSTFLAGS" \
+ && cargo build --release --locked $RELEASE_FUNCTIONS \
+ && cargo build --release --locked $RELEASE_TOOLS \
  && mkdir /out \
  && for f in slash-command interaction close-run reminder admin local kafka-source; do \
       cp "target/release/coffeebuddy-$f" /out/; \

@@ -357,3 +357,81 @@ fn the_tansu_image_is_the_brokers_crate_built_locked_with_storage_and_run_as_non
         "{COMPOSE}: tansu's tag vs TANSU_VERSION"
     );
 }
+
+/// Where the shipped binaries' build is defined, for the Dockerfile and the
+/// bench alike.
+const RELEASE_ENV: &str = "scripts/lib/release.env";
+
+/// The packages a `-p a -p b` list of `release.env` names, without the
+/// `coffeebuddy-` prefix.
+fn release_packages(settings: &[(String, String)], name: &str) -> BTreeSet<String> {
+    let (_, value) = settings
+        .iter()
+        .find(|(key, _)| key == name)
+        .unwrap_or_else(|| panic!("{RELEASE_ENV}: no {name}"));
+    let words: Vec<&str> = value.trim_matches('"').split_whitespace().collect();
+    assert!(
+        words.len().is_multiple_of(2) && words.iter().step_by(2).all(|w| *w == "-p"),
+        "{RELEASE_ENV}: {name} is `-p <package>` pairs, not {value}"
+    );
+    words
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|package| {
+            package
+                .strip_prefix("coffeebuddy-")
+                .unwrap_or_else(|| panic!("{RELEASE_ENV}: {package} is not ours"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_image_and_the_bench_build_each_function_as_its_own_package_with_the_same_flags() {
+    // The bench's figures are only the images' figures if both build the
+    // same way, from one definition.
+    let settings = crate::helpers::env_file(RELEASE_ENV);
+    let functions = release_packages(&settings, "RELEASE_FUNCTIONS");
+    let tools = release_packages(&settings, "RELEASE_TOOLS");
+    let expected: BTreeSet<String> = code::functions().into_iter().collect();
+    assert_eq!(
+        functions, expected,
+        "{RELEASE_ENV}: RELEASE_FUNCTIONS vs functions/"
+    );
+    let copied = copied_binaries(&dockerfile(DOCKERFILE));
+    let built: BTreeSet<String> = functions.union(&tools).cloned().collect();
+    assert_eq!(
+        built, copied,
+        "{RELEASE_ENV}: what is built vs what {DOCKERFILE} copies out"
+    );
+    assert!(
+        settings.iter().any(
+            |(key, value)| key == "RELEASE_RUSTFLAGS" && value.contains("pack-relative-relocs")
+        ),
+        "{RELEASE_ENV}: RELEASE_RUSTFLAGS"
+    );
+
+    let runs = all(&dockerfile(DOCKERFILE), "RUN").join("\n");
+    let bench = read_text("scripts/bench");
+    for (user, text) in [
+        (DOCKERFILE, runs.as_str()),
+        ("scripts/bench", bench.as_str()),
+    ] {
+        for needed in [
+            RELEASE_ENV,
+            r#"RUSTFLAGS="$RELEASE_RUSTFLAGS""#,
+            "cargo build --release --locked $RELEASE_FUNCTIONS",
+        ] {
+            assert!(text.contains(needed), "{user}: no `{needed}`");
+        }
+        assert!(
+            !text.contains("--workspace"),
+            "{user}: a whole-workspace build ships other features"
+        );
+    }
+    assert!(
+        runs.contains("cargo build --release --locked $RELEASE_TOOLS"),
+        "{DOCKERFILE}: builds the laptop stack's binaries too"
+    );
+}
