@@ -32,7 +32,9 @@
 //! the retention tick, which do not need Ory; taking the pod out of rotation
 //! because the operators' API cannot verify tokens would break those too
 //! (and a cold-started pod would never become ready while Ory is down). The
-//! probe's `error` says whether cached keys are still serving.
+//! probe's `error` says whether cached keys are still serving. It answers
+//! from the last fetch and fetches in the background, so no readiness
+//! answer ever waits on Ory.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -58,6 +60,10 @@ pub const LEEWAY_SECONDS: u64 = 30;
 pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a fetched key set is trusted before it is fetched again.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// The probe's answer until the first fetch of the JWKS has finished.
+pub const NOT_FETCHED_YET: &str = "the JWKS is being fetched for the first time";
+
 /// Timeout of one JWKS request (connect included).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest bearer token looked at; Ory's are around 1 KiB.
@@ -338,6 +344,9 @@ pub fn bearer_token(value: Option<&HeaderValue>) -> Result<&str, VerifyTokenErro
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, VerifyKey>,
+    /// Why the last finished fetch failed; `None` after a success (or
+    /// before any fetch finished: see `fetched_at`).
+    last_error: Option<String>,
     /// When the keys were last fetched successfully.
     fetched_at: Option<Instant>,
     /// When a fetch was last started (successful or not): the throttle.
@@ -524,16 +533,42 @@ impl OryVerifier {
     /// usable keys.
     pub async fn refresh(&self) -> Result<usize, String> {
         self.mark_attempt();
-        let keys = self.fetch().await?;
-        let count = keys.len();
+        let fetched = self.fetch().await;
         let mut cache = self
             .inner
             .cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.keys = keys;
-        cache.fetched_at = Some(Instant::now());
-        Ok(count)
+        match fetched {
+            Ok(keys) => {
+                let count = keys.len();
+                cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
+                cache.last_error = None;
+                Ok(count)
+            }
+            Err(e) => {
+                cache.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// What the last finished fetch found, as the probe reports it.
+    fn last_fetch(&self) -> Result<(), String> {
+        let cache = self
+            .inner
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (&cache.last_error, cache.keys.len()) {
+            (None, _) if cache.fetched_at.is_some() => Ok(()),
+            (None, _) => Err(NOT_FETCHED_YET.to_owned()),
+            (Some(e), 0) => Err(format!(
+                "{e}; no keys cached: operator tokens are refused until it is back"
+            )),
+            (Some(e), n) => Err(format!("{e}; verifying with {n} cached keys")),
+        }
     }
 
     fn mark_attempt(&self) {
@@ -578,23 +613,28 @@ impl OryVerifier {
         Ok(keys)
     }
 
-    /// The readiness probe ([`PROBE_NAME`], optional): fetches the JWKS.
-    /// Reachable: healthy. Unreachable: degraded, with an error saying
-    /// whether cached keys still verify tokens or every token is refused.
+    /// The readiness probe ([`PROBE_NAME`], optional). It never waits on
+    /// Ory: it reports what the last fetch of the JWKS found, and starts the
+    /// next fetch in the background once the throttle allows (every
+    /// refetch interval at most). Last fetch fine: healthy. Failed:
+    /// degraded, saying whether cached keys still verify tokens or every
+    /// token is refused. None finished yet (just started): degraded,
+    /// [`NOT_FETCHED_YET`].
+    ///
+    /// Waiting would put Ory on the path of every readiness answer, the
+    /// first one of a cold start included: a slow Ory would then hold the
+    /// Slack request that woke the admin function (which needs no Ory) for
+    /// up to the fetch timeout, against Slack's 3 s.
     pub fn probe(&self) -> Probe {
         let verifier = self.clone();
         Probe::new(PROBE_NAME, Criticality::Optional, move || {
             let verifier = verifier.clone();
             async move {
-                match verifier.refresh().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => match verifier.cached_key_count() {
-                        0 => Err(format!(
-                            "{e}; no keys cached: operator tokens are refused until it is back"
-                        )),
-                        n => Err(format!("{e}; verifying with {n} cached keys")),
-                    },
+                let report = verifier.last_fetch();
+                if !verifier.throttled() {
+                    tokio::spawn(async move { verifier.refetch_if_allowed().await });
                 }
+                report
             }
         })
     }

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -158,6 +159,8 @@ struct FakeState {
     keys: Vec<TestKey>,
     down: bool,
     fetches: usize,
+    /// How long each answer waits.
+    delay: Duration,
 }
 
 /// The fake JWKS server. Clones share state.
@@ -215,6 +218,11 @@ impl JwksFake {
         self.lock().down = down;
     }
 
+    /// Makes every later answer wait `delay` (a slow Ory).
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
     /// How many JWKS requests were received (answered or not).
     pub fn fetches(&self) -> usize {
         self.lock().fetches
@@ -222,14 +230,15 @@ impl JwksFake {
 }
 
 async fn serve_jwks(State(state): State<Arc<Mutex<FakeState>>>) -> Response {
-    let keys = {
+    let (keys, delay) = {
         let mut state = state.lock().expect("JWKS fake lock");
         state.fetches += 1;
         if state.down {
             return (StatusCode::SERVICE_UNAVAILABLE, "ory is down").into_response();
         }
-        state.keys.clone()
+        (state.keys.clone(), state.delay)
     };
+    tokio::time::sleep(delay).await;
     let keys: Vec<Value> = keys.into_iter().map(TestKey::jwk).collect();
     axum::Json(json!({ "keys": keys })).into_response()
 }

@@ -31,6 +31,33 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// One readiness answer: (HTTP status, body).
+async fn readiness(ops: &OpsApp) -> (u16, Value) {
+    let response = reqwest::get(ops.app.server.url("/health/ready"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Asks for readiness until the JWKS check is `status` (each answer starts
+/// the next background fetch, so it follows Ory within a probe or two);
+/// the last answer.
+async fn readiness_once_jwks_is(ops: &OpsApp, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
+    loop {
+        let (_, ready) = readiness(ops).await;
+        if ready["checks"]["ory_jwks"]["status"] == status {
+            return ready;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the JWKS check never became {status}: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
 async fn valid_rs256_and_es256_tokens_are_accepted(pool: PgPool) {
     // Arrange
@@ -236,12 +263,7 @@ async fn with_the_jwks_down_cached_keys_still_verify_and_readiness_is_degraded(p
     .await;
     let token = ory::mint(TestKey::Ec1, &ory::claims(OPERATOR));
     assert_eq!(get_with(&ops, Some(&bearer(&token))).await.0, 200);
-    let ready: Value = reqwest::get(ops.app.server.url("/health/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = readiness(&ops).await;
     assert_eq!(ready["status"], "healthy", "{ready}");
     assert_eq!(ready["checks"]["ory_jwks"]["status"], "healthy");
 
@@ -255,11 +277,8 @@ async fn with_the_jwks_down_cached_keys_still_verify_and_readiness_is_degraded(p
             r#"{"enabled": false}"#,
         )
         .await;
-    let response = reqwest::get(ops.app.server.url("/health/ready"))
-        .await
-        .unwrap();
-    let ready_status = response.status().as_u16();
-    let ready: Value = response.json().await.unwrap();
+    // The requests' own fetches failed, and readiness reports the last one.
+    let (ready_status, ready) = readiness(&ops).await;
 
     // Assert: requests verify with the cached keys (after trying Ory), and
     // readiness stays 200 but degraded, saying so.
@@ -275,15 +294,48 @@ async fn with_the_jwks_down_cached_keys_still_verify_and_readiness_is_degraded(p
 
     // Act: Ory comes back.
     ops.jwks.set_down(false);
-    let ready: Value = reqwest::get(ops.app.server.url("/health/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readiness_once_jwks_is(&ops, "healthy").await;
 
     // Assert
     assert_eq!(ready["status"], "healthy", "{ready}");
+}
+
+#[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
+async fn readiness_never_waits_on_a_slow_ory_and_turns_healthy_once_the_keys_arrive(pool: PgPool) {
+    // Arrange: Ory answers only after far longer than a JWKS fetch may take
+    // (2 s), and nothing has fetched the keys yet, as at a cold start.
+    let ops = OpsApp::start(pool).await;
+    ops.jwks.set_delay(Duration::from_secs(60));
+
+    // Act
+    let (first_status, first) = readiness(&ops).await;
+
+    // Assert: the answer did not wait for the fetch (it would have ended in
+    // "JWKS unreachable: timed out"): it says the first fetch is under way,
+    // and that fetch reached Ory.
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(first["status"], "degraded", "{first}");
+    assert_eq!(first["checks"]["database"]["status"], "healthy", "{first}");
+    assert_eq!(
+        first["checks"]["ory_jwks"]["error"],
+        coffeebuddy_shared::auth::NOT_FETCHED_YET,
+        "{first}"
+    );
+    let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
+    while ops.jwks.fetches() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no fetch started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Act: Ory speeds up again (the slow fetch times out, and a later
+    // probe starts the next one once the throttle allows).
+    ops.jwks.set_delay(Duration::ZERO);
+    let ready = readiness_once_jwks_is(&ops, "healthy").await;
+
+    // Assert
+    assert_eq!(ready["status"], "healthy", "{ready}");
+    let token = ory::mint(TestKey::Rsa1, &ory::claims(OPERATOR));
+    assert_eq!(get_with(&ops, Some(&bearer(&token))).await.0, 200);
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
@@ -297,11 +349,7 @@ async fn with_the_jwks_down_from_the_start_tokens_are_refused_and_readiness_is_d
     // Act
     let token = ory::mint(TestKey::Rsa1, &ory::claims(OPERATOR));
     let (status, _, body) = get_with(&ops, Some(&bearer(&token))).await;
-    let response = reqwest::get(ops.app.server.url("/health/ready"))
-        .await
-        .unwrap();
-    let ready_status = response.status().as_u16();
-    let ready: Value = response.json().await.unwrap();
+    let (ready_status, ready) = readiness(&ops).await;
 
     // Assert
     assert_eq!(status, 401, "{body}");
