@@ -41,6 +41,9 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// runtime's 2 s probe timeout).
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// The least time between two of the readiness probe's metadata requests.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Longest pause between redeliveries of one consumed event.
 pub const MAX_CONSUME_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -503,32 +506,41 @@ where
 }
 
 /// The optional `kafka` readiness probe: a metadata request for the
-/// run-events topic with a short timeout. Kafka down makes the service
-/// `degraded`, not unready: the outbox holds the events meanwhile.
+/// run-events topic with a short timeout, run in the background (at most
+/// every [`PROBE_INTERVAL`]) so that no readiness answer waits for the
+/// brokers; a cold start's first one would otherwise include connecting to
+/// them (TLS and SASL included), up to [`PROBE_TIMEOUT`]. Kafka down makes
+/// the service `degraded`, not unready: the outbox holds the events
+/// meanwhile.
 pub fn kafka_probe(settings: &KafkaSettings) -> Result<Probe, ConfigureKafkaError> {
     // A dedicated client, created once: probes then reuse its connections.
     let client: Arc<Detached<BaseProducer>> =
         Arc::new(Detached::new(client_config(settings).create()?));
     let topic: Arc<str> = Arc::from(settings.topic_run_events.as_str());
-    Ok(Probe::new("kafka", Criticality::Optional, move || {
-        let client = Arc::clone(&client);
-        let topic = Arc::clone(&topic);
-        async move {
-            // librdkafka's metadata call blocks its thread.
-            let checked = tokio::task::spawn_blocking(move || {
-                let metadata = client
-                    .client()
-                    .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                    .map_err(|e| format!("kafka unreachable: {e}"))?;
-                match metadata.topics().first().and_then(|t| t.error()) {
-                    Some(e) => Err(format!("topic {topic}: {}", RDKafkaErrorCode::from(e))),
-                    None => Ok(()),
-                }
-            })
-            .await;
-            checked.unwrap_or_else(|e| Err(format!("kafka probe failed: {e}")))
-        }
-    }))
+    Ok(Probe::in_background(
+        "kafka",
+        Criticality::Optional,
+        PROBE_INTERVAL,
+        move || {
+            let client = Arc::clone(&client);
+            let topic = Arc::clone(&topic);
+            async move {
+                // librdkafka's metadata call blocks its thread.
+                let checked = tokio::task::spawn_blocking(move || {
+                    let metadata = client
+                        .client()
+                        .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
+                        .map_err(|e| format!("kafka unreachable: {e}"))?;
+                    match metadata.topics().first().and_then(|t| t.error()) {
+                        Some(e) => Err(format!("topic {topic}: {}", RDKafkaErrorCode::from(e))),
+                        None => Ok(()),
+                    }
+                })
+                .await;
+                checked.unwrap_or_else(|e| Err(format!("kafka probe failed: {e}")))
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
