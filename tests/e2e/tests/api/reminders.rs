@@ -334,6 +334,9 @@ async fn two_replicas_ticking_together_send_the_reminder_once(pool: PgPool) {
     // Act
     clock.advance(chrono::Duration::minutes(5));
     tokio::join!(tick(&one), tick(&two), tick(&one), tick(&two));
+    // The DM is an effect the ticks wrote; wait until it and anything a
+    // second claim might have written are carried out.
+    app.settle_effects().await;
 
     // Assert
     assert_eq!(reminders_to(&app.slack, ALICE).len(), 1);
