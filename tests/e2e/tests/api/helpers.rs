@@ -166,6 +166,32 @@ impl CoffeeApp {
         }
     }
 
+    /// Asks for `/health/ready` until its body satisfies `done` (checks
+    /// that run in the background follow their dependency within a probe
+    /// or two); that answer's HTTP status and body.
+    pub(crate) async fn readiness_until(
+        &self,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> (u16, Value) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let response = reqwest::get(self.server.url("/health/ready"))
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let ready: Value = response.json().await.unwrap();
+            if done(&ready) {
+                return (status, ready);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "readiness never showed {what}: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server (draining requests) and the relay, as a pod stop would.
     pub(crate) async fn stop(self) -> SlackFake {
         let CoffeeApp {

@@ -126,21 +126,13 @@ async fn with_kafka_down_runs_still_start_and_are_announced_and_their_events_fol
     assert_eq!(waiting, 1);
     // The kafka check runs in the background: ask until it has seen the
     // broker gone (the first answers say it has not checked yet).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let (ready_status, ready) = loop {
-        let response = reqwest::get(app.server.url("/health/ready")).await.unwrap();
-        let status = response.status().as_u16();
-        let ready: serde_json::Value = response.json().await.unwrap();
-        let error = ready["checks"]["kafka"]["error"].as_str().unwrap_or("");
-        if error.contains("unreachable") {
-            break (status, ready);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the kafka check never saw the broker gone: {ready}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (ready_status, ready) = app
+        .readiness_until("the kafka check seeing the broker gone", |ready| {
+            ready["checks"]["kafka"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unreachable"))
+        })
+        .await;
     assert_eq!(
         ready_status, 200,
         "Kafka down degrades, it does not stop the service"

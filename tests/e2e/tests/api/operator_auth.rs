@@ -44,18 +44,13 @@ async fn readiness(ops: &OpsApp) -> (u16, Value) {
 /// the next background fetch, so it follows Ory within a probe or two);
 /// the last answer.
 async fn readiness_once_jwks_is(ops: &OpsApp, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
-    loop {
-        let (_, ready) = readiness(ops).await;
-        if ready["checks"]["ory_jwks"]["status"] == status {
-            return ready;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the JWKS check never became {status}: {ready}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (_, ready) = ops
+        .app
+        .readiness_until(&format!("the JWKS check {status}"), |ready| {
+            ready["checks"]["ory_jwks"]["status"] == status
+        })
+        .await;
+    ready
 }
 
 #[sqlx::test(migrator = "coffeebuddy_shared::db::MIGRATOR")]
